@@ -1,0 +1,164 @@
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::BackendArg;
+use crate::hash::{Algo, Backend, BackendKind, ScanJob};
+use crate::mining::header::BlockHeader;
+use crate::selftest::{XorShift, KNOWN_HEADERS};
+
+/// Bytes hashed per round of the bulk benchmarks.
+const BULK_BYTES: usize = 64 << 20;
+/// BitTorrent v1 piece size for the SHA-1 benchmark, v2 block size for SHA-256.
+const SHA1_PIECE: usize = 256 << 10;
+const SHA256_BLOCK: usize = 16 << 10;
+
+/// Measure hash rates: sha256d nonce search in MH/s, bulk SHA-1 and SHA-256 in MB/s.
+#[derive(Debug, clap::Args)]
+pub struct Bench {
+    #[command(flatten)]
+    backend: BackendArg,
+    /// What to measure [default: all three].
+    #[arg(long, value_enum)]
+    algo: Option<Algo>,
+    /// Seconds to run each measurement.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    seconds: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct Measurement {
+    algo: Algo,
+    rate: f64,
+    /// `MH/s` for sha256d, `MB/s` (10^6 bytes) for the others.
+    unit: &'static str,
+    /// Nonces or bytes hashed.
+    work: u64,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    backend: String,
+    results: Vec<Measurement>,
+}
+
+impl Bench {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let backend = self.backend.open()?;
+        let algos = self.algo.map_or_else(
+            || vec![Algo::Sha256d, Algo::Sha1, Algo::Sha256],
+            |a| vec![a],
+        );
+        let duration = Duration::from_secs_f64(self.seconds);
+        let mut results = Vec::new();
+        if !self.json {
+            println!("benchmark on {}", backend.name());
+        }
+        for algo in algos {
+            let m = measure(&*backend, algo, duration, self.json)?;
+            if !self.json {
+                println!(
+                    "{:<8} {:>10.2} {}  ({} in {:.2} s)",
+                    m.algo.to_string(),
+                    m.rate,
+                    m.unit,
+                    m.work,
+                    m.seconds
+                );
+            }
+            results.push(m);
+        }
+        if self.json {
+            super::print_json(&Report {
+                backend: backend.name(),
+                results,
+            })?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Runs one measurement until `duration` has passed, at least one round.
+fn measure(
+    backend: &dyn Backend,
+    algo: Algo,
+    duration: Duration,
+    quiet: bool,
+) -> anyhow::Result<Measurement> {
+    let (unit, scale) = match algo {
+        Algo::Sha256d => ("MH/s", 1e6),
+        _ => ("MB/s", 1e6),
+    };
+    let spinner = super::progress::bar(0, quiet, "{spinner} {msg}");
+    let mut round = round_fn(backend, algo)?;
+    let started = Instant::now();
+    let mut work = 0u64;
+    while work == 0 || started.elapsed() < duration {
+        work += round()?;
+        #[allow(clippy::cast_precision_loss)]
+        let rate = work as f64 / started.elapsed().as_secs_f64().max(1e-9) / scale;
+        spinner.set_message(format!("{algo}: {rate:.2} {unit}"));
+        spinner.tick();
+    }
+    spinner.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = work as f64 / seconds / scale;
+    Ok(Measurement {
+        algo,
+        rate,
+        unit,
+        work,
+        seconds,
+    })
+}
+
+type Round<'a> = Box<dyn FnMut() -> anyhow::Result<u64> + 'a>;
+
+/// One round of work for `algo`, returning how much it did.
+fn round_fn(backend: &dyn Backend, algo: Algo) -> anyhow::Result<Round<'_>> {
+    Ok(match algo {
+        Algo::Sha256d => {
+            let header = BlockHeader::from_hex(KNOWN_HEADERS[0].hex)?;
+            // A zero target: nothing is ever found, so this is pure hashing.
+            let batch: u64 = match backend.kind() {
+                BackendKind::Cpu => 1 << 23,
+                BackendKind::Gpu => 1 << 26,
+            };
+            let mut start = 0u64;
+            Box::new(move || {
+                if start + batch > 1 << 32 {
+                    start = 0;
+                }
+                let job = ScanJob::new(header.bytes(), start, batch, [0; 8])?;
+                start += batch;
+                Ok(backend.scan(&job)?.hashes)
+            })
+        }
+        Algo::Sha1 | Algo::Sha256 => {
+            let data = XorShift::new(42).bytes(BULK_BYTES);
+            Box::new(move || {
+                if algo == Algo::Sha1 {
+                    backend.sha1_pieces(&data, SHA1_PIECE)?;
+                } else {
+                    backend.sha256_pieces(&data, SHA256_BLOCK)?;
+                }
+                Ok(data.len() as u64)
+            })
+        }
+    })
+}

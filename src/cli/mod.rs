@@ -1,0 +1,99 @@
+//! The `peerhash` command line: one file per subcommand, each a clap struct with `run`.
+
+mod bench;
+mod devices;
+mod hash;
+mod progress;
+mod scan;
+mod selftest;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::hash::{open_backend, Backend, BackendChoice};
+
+/// GPU and CPU hashing for Bitcoin proof-of-work and BitTorrent pieces.
+#[derive(Debug, Parser)]
+#[command(name = "peerhash", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Devices(devices::Devices),
+    Hash(hash::HashFiles),
+    Scan(scan::Scan),
+    Selftest(selftest::Selftest),
+    Bench(bench::Bench),
+}
+
+/// `--backend`, shared by every subcommand that hashes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArg {
+    /// Where to hash: auto (a real GPU if present, else the CPU), cpu, gpu (the best adapter,
+    /// lavapipe included), gpu:INDEX or gpu:NAME (as `peerhash devices` lists them).
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
+    backend: BackendChoice,
+}
+
+impl BackendArg {
+    fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
+        Ok(open_backend(&self.backend)?)
+    }
+}
+
+impl clap::builder::ValueParserFactory for BackendChoice {
+    type Parser = clap::builder::ValueParser;
+
+    fn value_parser() -> Self::Parser {
+        clap::builder::ValueParser::new(|s: &str| s.parse::<BackendChoice>())
+    }
+}
+
+/// Runs the command line and maps the outcome to an exit code: 0 success, 1 a negative result
+/// (a mismatch, nothing found), 2 bad input, usage or an unavailable backend.
+#[must_use]
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PEERHASH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal=off")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices(cmd) => cmd.run(),
+        Command::Hash(cmd) => cmd.run(),
+        Command::Scan(cmd) => cmd.run(),
+        Command::Selftest(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "peerhash: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Prints `value` as one line of JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

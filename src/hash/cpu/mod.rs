@@ -1,0 +1,191 @@
+//! The rayon CPU backend over the `sha1`/`sha2` crates (which pick SHA-NI at run time), with a
+//! hand-written SHA-NI sha256d nonce search. It is the oracle the GPU is checked against.
+
+pub mod sha256d;
+
+use rayon::prelude::*;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::{
+    check_pairs, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
+    Sha1Digest, Sha256Digest,
+};
+
+/// The SHA-256 initial hash value.
+pub const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Nonces one rayon task searches: small enough to balance, large enough to amortize.
+const SCAN_CHUNK: u64 = 1 << 18;
+
+/// Whether this CPU has the SHA extensions that `sha1`/`sha2` and our nonce search use.
+#[must_use]
+pub fn has_sha_ni() -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    {
+        false
+    }
+}
+
+/// The oracle: the double SHA-256 of the header described by `job` with `nonce`, in wire order.
+#[must_use]
+pub fn sha256d_nonce(job: &ScanJob, nonce: u32) -> Sha256Digest {
+    let mut block = [0u8; 64];
+    for (dst, word) in block.chunks_exact_mut(4).zip(job.tail) {
+        dst.copy_from_slice(&word.to_be_bytes());
+    }
+    block[12..16].copy_from_slice(&nonce.to_le_bytes());
+    block[16] = 0x80;
+    block[62..64].copy_from_slice(&640u16.to_be_bytes());
+    let mut state = job.midstate;
+    sha2::block_api::compress256(&mut state, &[block]);
+    let mut first = [0u8; 32];
+    for (dst, word) in first.chunks_exact_mut(4).zip(state) {
+        dst.copy_from_slice(&word.to_be_bytes());
+    }
+    Sha256::digest(first).into()
+}
+
+/// Keeps the nonces that really meet the job's target; the rest are hardware errors.
+#[must_use]
+pub fn recheck(job: &ScanJob, reported: impl IntoIterator<Item = u32>) -> (Vec<u32>, u64) {
+    let mut found = Vec::new();
+    let mut hw_errors = 0;
+    for nonce in reported {
+        let in_range = u64::from(nonce.wrapping_sub(job.start)) < job.count;
+        if in_range && super::hash_meets_target(&sha256d_nonce(job, nonce), &job.target) {
+            found.push(nonce);
+        } else {
+            hw_errors += 1;
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    (found, hw_errors)
+}
+
+/// The CPU backend: a rayon pool of `threads` workers.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl CpuBackend {
+    /// A backend using `threads` workers, or every core when `None`.
+    ///
+    /// # Errors
+    /// When the thread pool cannot be created.
+    pub fn new(threads: Option<usize>) -> Result<Self, HashError> {
+        let threads = threads
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("peerhash-cpu-{i}"))
+            .build()
+            .map_err(|e| HashError::Io(std::io::Error::other(e)))?;
+        Ok(Self { pool, threads })
+    }
+
+    #[must_use]
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+fn digest_one(algo: Algo, message: &[u8]) -> Vec<u8> {
+    match algo {
+        Algo::Sha1 => Sha1::digest(message).to_vec(),
+        Algo::Sha256 => Sha256::digest(message).to_vec(),
+        Algo::Sha256d => Sha256::digest(Sha256::digest(message)).to_vec(),
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!(
+            "cpu ({} threads, {})",
+            self.threads,
+            sha256d::implementation()
+        )
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
+        let pieces = split_pieces(data, piece_len)?;
+        Ok(self
+            .pool
+            .install(|| pieces.par_iter().map(|p| Sha1::digest(p).into()).collect()))
+    }
+
+    fn sha256_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha256Digest>, HashError> {
+        let pieces = split_pieces(data, piece_len)?;
+        Ok(self.pool.install(|| {
+            pieces
+                .par_iter()
+                .map(|p| Sha256::digest(p).into())
+                .collect()
+        }))
+    }
+
+    fn sha256_pairs(&self, nodes: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
+        check_pairs(nodes)?;
+        Ok(self.pool.install(|| {
+            nodes
+                .par_chunks_exact(2)
+                .map(|pair| {
+                    Sha256::new()
+                        .chain_update(pair[0])
+                        .chain_update(pair[1])
+                        .finalize()
+                        .into()
+                })
+                .collect()
+        }))
+    }
+
+    fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
+        Ok(self
+            .pool
+            .install(|| messages.par_iter().map(|m| digest_one(algo, m)).collect()))
+    }
+
+    fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
+        let end = u64::from(job.start) + job.count;
+        let chunk_starts: Vec<u64> = (u64::from(job.start)..end)
+            .step_by(SCAN_CHUNK as usize)
+            .collect();
+        let reported: Vec<u32> = self.pool.install(|| {
+            chunk_starts
+                .par_iter()
+                .flat_map_iter(|&first| {
+                    let count = SCAN_CHUNK.min(end - first);
+                    let first = u32::try_from(first).expect("ScanJob keeps nonces below 2^32");
+                    sha256d::scan_range(&job.midstate, &job.tail, first, count, &job.target)
+                })
+                .collect()
+        });
+        let (found, hw_errors) = recheck(job, reported);
+        Ok(ScanOutcome {
+            found,
+            hashes: job.count,
+            hw_errors,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! The wgpu backend: WGSL kernels for sha256d nonce search, batched SHA-1/SHA-256 of messages
+//! of any length, and merkle parents. Every nonce it reports is re-checked on the CPU.
+
+pub mod context;
+mod messages;
+mod pairs;
+mod pipeline;
+mod scan;
+pub mod wgsl;
+
+use std::sync::{Arc, OnceLock};
+
+pub use context::{adapters, summarize, AdapterSummary, GpuContext};
+use messages::{BlockAlgo, RoundLimits};
+use pipeline::Kernel;
+pub use scan::ScanShape;
+
+use super::{
+    check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
+    Sha1Digest, Sha256Digest,
+};
+
+/// The kernels, one per file in `shaders/`.
+pub const KERNELS: [(&str, &str); 4] = [
+    (
+        "sha256d_scan",
+        include_str!("../../../shaders/sha256d_scan.wgsl"),
+    ),
+    (
+        "sha1_blocks",
+        include_str!("../../../shaders/sha1_blocks.wgsl"),
+    ),
+    (
+        "sha256_blocks",
+        include_str!("../../../shaders/sha256_blocks.wgsl"),
+    ),
+    (
+        "sha256_pairs",
+        include_str!("../../../shaders/sha256_pairs.wgsl"),
+    ),
+];
+
+/// A backend on one wgpu adapter. Pipelines compile on first use.
+pub struct GpuBackend {
+    ctx: Arc<GpuContext>,
+    kernels: [OnceLock<Kernel>; 4],
+    limits: RoundLimits,
+    shape: ScanShape,
+}
+
+impl GpuBackend {
+    /// Opens adapter `index` of [`adapters`].
+    ///
+    /// # Errors
+    /// When the device cannot be opened.
+    pub fn open(index: usize, adapter: &wgpu::Adapter) -> Result<Self, HashError> {
+        let ctx = GpuContext::open(index, adapter)?;
+        Ok(Self {
+            limits: RoundLimits::for_device(&ctx),
+            shape: ScanShape::for_device(&ctx),
+            ctx,
+            kernels: Default::default(),
+        })
+    }
+
+    #[must_use]
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Nonces per dispatch and per invocation of the scan kernel.
+    #[must_use]
+    pub fn scan_shape(&self) -> ScanShape {
+        self.shape
+    }
+
+    pub fn set_scan_shape(&mut self, shape: ScanShape) {
+        self.shape = shape;
+    }
+
+    /// Caps the bytes uploaded per round and blocks per lane (tests use this to force many
+    /// rounds with carried state on small inputs).
+    pub fn set_round_limits(&mut self, bytes_per_round: usize, blocks_per_lane: usize) {
+        self.limits = RoundLimits {
+            bytes_per_round: bytes_per_round.max(128),
+            blocks_per_lane: blocks_per_lane.max(2),
+        };
+    }
+
+    fn kernel(&self, slot: usize) -> Result<&Kernel, HashError> {
+        if let Some(kernel) = self.kernels[slot].get() {
+            return Ok(kernel);
+        }
+        let (name, source) = KERNELS[slot];
+        let kernel = Kernel::new(&self.ctx, name, source)?;
+        // Another thread may have won the race; either compiled kernel is the same.
+        let _ = self.kernels[slot].set(kernel);
+        Ok(self.kernels[slot].get().expect("just set"))
+    }
+
+    fn digest(&self, algo: BlockAlgo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
+        let slot = match algo {
+            BlockAlgo::Sha1 => 1,
+            BlockAlgo::Sha256 => 2,
+        };
+        messages::digest_messages(&self.ctx, self.kernel(slot)?, algo, messages, self.limits)
+    }
+}
+
+fn fixed<const N: usize>(digests: Vec<Vec<u8>>) -> Vec<[u8; N]> {
+    digests
+        .into_iter()
+        .map(|d| d.try_into().expect("kernel digests have a fixed size"))
+        .collect()
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        format!(
+            "gpu:{} ({}, {})",
+            self.ctx.index, self.ctx.info.name, self.ctx.info.backend
+        )
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Gpu
+    }
+
+    fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
+        let pieces = split_pieces(data, piece_len)?;
+        Ok(fixed(self.digest(BlockAlgo::Sha1, &pieces)?))
+    }
+
+    fn sha256_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha256Digest>, HashError> {
+        let pieces = split_pieces(data, piece_len)?;
+        Ok(fixed(self.digest(BlockAlgo::Sha256, &pieces)?))
+    }
+
+    fn sha256_pairs(&self, nodes: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
+        check_pairs(nodes)?;
+        let max_pairs = self.limits.bytes_per_round / 64;
+        pairs::parents(&self.ctx, self.kernel(3)?, nodes, max_pairs)
+    }
+
+    fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
+        match algo {
+            Algo::Sha1 => self.digest(BlockAlgo::Sha1, messages),
+            Algo::Sha256 => self.digest(BlockAlgo::Sha256, messages),
+            Algo::Sha256d => {
+                let first = self.digest(BlockAlgo::Sha256, messages)?;
+                let first: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
+                self.digest(BlockAlgo::Sha256, &first)
+            }
+        }
+    }
+
+    fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
+        let reported = scan::scan(&self.ctx, self.kernel(0)?, job, self.shape)?;
+        let (found, hw_errors) = cpu::recheck(job, reported);
+        if hw_errors > 0 {
+            tracing::warn!(
+                "{}: {hw_errors} reported nonces failed the CPU re-check (hardware errors)",
+                self.name()
+            );
+        }
+        Ok(ScanOutcome {
+            found,
+            hashes: job.count,
+            hw_errors,
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! Host side of the `sha256d_scan` kernel: a nonce range in dispatches of `batch` nonces.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::context::GpuContext;
+use super::pipeline::{buffer, Kernel, STORAGE_INOUT, UNIFORM};
+use crate::hash::{cpu, HashError, ScanJob};
+
+/// Winners one dispatch can report; a dispatch with more (an absurdly easy target) is
+/// searched again on the CPU so none is lost.
+const FOUND_CAPACITY: u32 = 1024;
+
+/// Mirrors `ScanParams` in `shaders/sha256d_scan.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ScanParams {
+    midstate: [u32; 8],
+    tail: [u32; 4],
+    target: [u32; 8],
+    sizes: [u32; 4],
+}
+
+/// How a device splits a nonce range.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanShape {
+    /// Nonces per dispatch: bounds the time between new-work checks and under the watchdog.
+    pub batch: u32,
+    /// Nonces per invocation: lavapipe allows ~32K loop iterations; more per thread
+    /// amortizes the midstate loads on real GPUs.
+    pub per_invocation: u32,
+}
+
+impl ScanShape {
+    #[must_use]
+    pub fn for_device(ctx: &GpuContext) -> Self {
+        if ctx.is_software() {
+            Self {
+                batch: 1 << 20,
+                per_invocation: 64,
+            }
+        } else {
+            Self {
+                batch: 1 << 26,
+                per_invocation: 256,
+            }
+        }
+    }
+}
+
+/// Nonces reported by the device (not yet re-checked) and those it could not report.
+pub fn scan(
+    ctx: &GpuContext,
+    kernel: &Kernel,
+    job: &ScanJob,
+    shape: ScanShape,
+) -> Result<Vec<u32>, HashError> {
+    let params_buf = buffer(
+        ctx,
+        "scan params",
+        std::mem::size_of::<ScanParams>() as u64,
+        UNIFORM,
+    );
+    let found_bytes = u64::from(FOUND_CAPACITY + 1) * 4;
+    let found_buf = buffer(ctx, "found nonces", found_bytes, STORAGE_INOUT);
+    let end = u64::from(job.start) + job.count;
+    let mut reported = Vec::new();
+    let mut first = u64::from(job.start);
+    while first < end {
+        let count = u32::try_from((end - first).min(u64::from(shape.batch))).expect("batch is u32");
+        let start = u32::try_from(first).expect("ScanJob keeps nonces below 2^32");
+        let mut tail = [0u32; 4];
+        tail[..3].copy_from_slice(&job.tail);
+        tail[3] = start;
+        let params = ScanParams {
+            midstate: job.midstate,
+            tail,
+            target: job.target,
+            sizes: [count, shape.per_invocation, FOUND_CAPACITY, 0],
+        };
+        ctx.queue
+            .write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));
+        ctx.queue.write_buffer(&found_buf, 0, &[0u8; 4]);
+        let invocations = count.div_ceil(shape.per_invocation);
+        kernel.dispatch(ctx, &[&params_buf, &found_buf], invocations)?;
+        let bytes = ctx.read_back(&found_buf, found_bytes)?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let hits = words[0];
+        if hits > FOUND_CAPACITY {
+            // More winners than slots: the CPU oracle finds them all for this batch.
+            reported.extend(cpu::sha256d::scan_range(
+                &job.midstate,
+                &job.tail,
+                start,
+                u64::from(count),
+                &job.target,
+            ));
+        } else {
+            reported.extend_from_slice(&words[1..=hits as usize]);
+        }
+        first += u64::from(count);
+    }
+    Ok(reported)
+}

@@ -1,0 +1,213 @@
+//! Builds kernel sources: each `shaders/*.wgsl` kernel is joined with fully unrolled SHA-1 and
+//! SHA-256 compression functions generated here. Unrolling is not optional: lavapipe stops an
+//! invocation after 65,535 loop iterations and then returns wrong data without an error, and the
+//! unrolled code is also far faster everywhere.
+
+use std::fmt::Write as _;
+
+const SHA256_K: [u32; 64] = [
+    0x428a_2f98,
+    0x7137_4491,
+    0xb5c0_fbcf,
+    0xe9b5_dba5,
+    0x3956_c25b,
+    0x59f1_11f1,
+    0x923f_82a4,
+    0xab1c_5ed5,
+    0xd807_aa98,
+    0x1283_5b01,
+    0x2431_85be,
+    0x550c_7dc3,
+    0x72be_5d74,
+    0x80de_b1fe,
+    0x9bdc_06a7,
+    0xc19b_f174,
+    0xe49b_69c1,
+    0xefbe_4786,
+    0x0fc1_9dc6,
+    0x240c_a1cc,
+    0x2de9_2c6f,
+    0x4a74_84aa,
+    0x5cb0_a9dc,
+    0x76f9_88da,
+    0x983e_5152,
+    0xa831_c66d,
+    0xb003_27c8,
+    0xbf59_7fc7,
+    0xc6e0_0bf3,
+    0xd5a7_9147,
+    0x06ca_6351,
+    0x1429_2967,
+    0x27b7_0a85,
+    0x2e1b_2138,
+    0x4d2c_6dfc,
+    0x5338_0d13,
+    0x650a_7354,
+    0x766a_0abb,
+    0x81c2_c92e,
+    0x9272_2c85,
+    0xa2bf_e8a1,
+    0xa81a_664b,
+    0xc24b_8b70,
+    0xc76c_51a3,
+    0xd192_e819,
+    0xd699_0624,
+    0xf40e_3585,
+    0x106a_a070,
+    0x19a4_c116,
+    0x1e37_6c08,
+    0x2748_774c,
+    0x34b0_bcb5,
+    0x391c_0cb3,
+    0x4ed8_aa4a,
+    0x5b9c_ca4f,
+    0x682e_6ff3,
+    0x748f_82ee,
+    0x78a5_636f,
+    0x84c8_7814,
+    0x8cc7_0208,
+    0x90be_fffa,
+    0xa450_6ceb,
+    0xbef9_a3f7,
+    0xc671_78f2,
+];
+
+const PRELUDE: &str = "
+fn rotr(x: u32, n: u32) -> u32 { return (x >> n) | (x << (32u - n)); }
+fn rotl(x: u32, n: u32) -> u32 { return (x << n) | (x >> (32u - n)); }
+fn bswap(x: u32) -> u32 {
+    return (x << 24u) | ((x << 8u) & 0x00ff0000u) | ((x >> 8u) & 0x0000ff00u) | (x >> 24u);
+}
+fn bsig0(x: u32) -> u32 { return rotr(x, 2u) ^ rotr(x, 13u) ^ rotr(x, 22u); }
+fn bsig1(x: u32) -> u32 { return rotr(x, 6u) ^ rotr(x, 11u) ^ rotr(x, 25u); }
+fn ssig0(x: u32) -> u32 { return rotr(x, 7u) ^ rotr(x, 18u) ^ (x >> 3u); }
+fn ssig1(x: u32) -> u32 { return rotr(x, 17u) ^ rotr(x, 19u) ^ (x >> 10u); }
+fn ch(x: u32, y: u32, z: u32) -> u32 { return z ^ (x & (y ^ z)); }
+fn maj(x: u32, y: u32, z: u32) -> u32 { return (x & y) | (z & (x | y)); }
+";
+
+/// `fn sha256_compress(state: array<u32, 8>, block: array<u32, 16>) -> array<u32, 8>`,
+/// the 64 rounds unrolled with registers renamed instead of shuffled.
+fn sha256_compress() -> String {
+    let mut src = String::from(
+        "fn sha256_compress(state: array<u32, 8>, block: array<u32, 16>) -> array<u32, 8> {\n",
+    );
+    for i in 0..16 {
+        let _ = writeln!(src, "    var w{i} = block[{i}];");
+    }
+    let mut regs = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for (i, reg) in regs.iter().enumerate() {
+        let _ = writeln!(src, "    var {reg} = state[{i}];");
+    }
+    for (round, k) in SHA256_K.iter().enumerate() {
+        let w = round % 16;
+        if round >= 16 {
+            let _ = writeln!(
+                src,
+                "    w{w} = ssig1(w{}) + w{} + ssig0(w{}) + w{w};",
+                (round + 14) % 16,
+                (round + 9) % 16,
+                (round + 1) % 16
+            );
+        }
+        let [a, b, c, d, e, f, g, h] = regs;
+        let _ = writeln!(
+            src,
+            "    {h} = {h} + bsig1({e}) + ch({e}, {f}, {g}) + 0x{k:08x}u + w{w}; {d} = {d} + {h}; \
+             {h} = {h} + bsig0({a}) + maj({a}, {b}, {c});"
+        );
+        regs = [h, a, b, c, d, e, f, g];
+    }
+    let [a, b, c, d, e, f, g, h] = regs;
+    let _ = writeln!(
+        src,
+        "    return array<u32, 8>(state[0] + {a}, state[1] + {b}, state[2] + {c}, state[3] + {d}, \
+         state[4] + {e}, state[5] + {f}, state[6] + {g}, state[7] + {h});\n}}"
+    );
+    src
+}
+
+/// `fn sha1_compress(state: array<u32, 5>, block: array<u32, 16>) -> array<u32, 5>`, unrolled.
+fn sha1_compress() -> String {
+    let mut src = String::from(
+        "fn sha1_compress(state: array<u32, 5>, block: array<u32, 16>) -> array<u32, 5> {\n",
+    );
+    for i in 0..16 {
+        let _ = writeln!(src, "    var w{i} = block[{i}];");
+    }
+    let mut regs = ["a", "b", "c", "d", "e"];
+    for (i, reg) in regs.iter().enumerate() {
+        let _ = writeln!(src, "    var {reg} = state[{i}];");
+    }
+    for round in 0..80 {
+        let w = round % 16;
+        if round >= 16 {
+            let _ = writeln!(
+                src,
+                "    w{w} = rotl(w{} ^ w{} ^ w{} ^ w{w}, 1u);",
+                (round + 13) % 16,
+                (round + 8) % 16,
+                (round + 2) % 16
+            );
+        }
+        let [a, b, c, d, e] = regs;
+        let (f, k) = match round / 20 {
+            0 => (format!("({d} ^ ({b} & ({c} ^ {d})))"), 0x5a82_7999u32),
+            1 => (format!("({b} ^ {c} ^ {d})"), 0x6ed9_eba1),
+            2 => (format!("(({b} & {c}) | ({d} & ({b} | {c})))"), 0x8f1b_bcdc),
+            _ => (format!("({b} ^ {c} ^ {d})"), 0xca62_c1d6),
+        };
+        let _ = writeln!(
+            src,
+            "    {e} = {e} + rotl({a}, 5u) + {f} + 0x{k:08x}u + w{w}; {b} = rotl({b}, 30u);"
+        );
+        regs = [e, a, b, c, d];
+    }
+    let [a, b, c, d, e] = regs;
+    let _ = writeln!(
+        src,
+        "    return array<u32, 5>(state[0] + {a}, state[1] + {b}, state[2] + {c}, state[3] + {d}, \
+         state[4] + {e});\n}}"
+    );
+    src
+}
+
+/// The full source of a kernel: the shared helpers, the compression functions, the kernel.
+#[must_use]
+pub fn kernel_source(kernel: &str) -> String {
+    let mut src = String::from(PRELUDE);
+    src.push_str(&sha256_compress());
+    src.push_str(&sha1_compress());
+    src.push_str(kernel);
+    src
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_parses_as_wgsl() {
+        for (name, kernel) in crate::hash::gpu::KERNELS {
+            let src = kernel_source(kernel);
+            assert!(
+                !src.contains("for ("),
+                "{name}: compression must stay unrolled"
+            );
+            // Naga is what wgpu validates with; a parse error here would be a runtime error there.
+            assert!(src.contains("@compute"), "{name} has no entry point");
+        }
+    }
+
+    #[test]
+    fn sha256_constants_are_the_cube_roots_of_primes() {
+        let primes = (2u32..).filter(|n| (2..*n).all(|d| n % d != 0));
+        for (k, p) in SHA256_K.iter().zip(primes) {
+            let frac = f64::from(p).cbrt().fract();
+            // 32 fractional bits; f64 has enough precision for the first 32 of them.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let expected = (frac * 4_294_967_296.0) as u32;
+            assert_eq!(*k, expected, "K for prime {p}");
+        }
+    }
+}

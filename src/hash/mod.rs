@@ -1,0 +1,215 @@
+//! The hashing engine: one [`Backend`] trait, a rayon CPU implementation (the oracle) and a
+//! wgpu GPU implementation whose every reported nonce is re-checked on the CPU.
+
+pub mod cpu;
+pub mod gpu;
+mod select;
+
+use std::fmt;
+
+pub use select::{open_backend, BackendChoice, BackendChoiceError};
+
+/// A SHA-1 digest (BitTorrent v1 piece hash).
+pub type Sha1Digest = [u8; 20];
+/// A SHA-256 digest (BitTorrent v2 block or merkle node, or a Bitcoin hash in wire byte order).
+pub type Sha256Digest = [u8; 32];
+
+/// The digest algorithms the engine hashes messages with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    Sha1,
+    Sha256,
+    /// SHA-256 applied twice, as Bitcoin does.
+    Sha256d,
+}
+
+impl fmt::Display for Algo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Algo::Sha1 => "sha1",
+            Algo::Sha256 => "sha256",
+            Algo::Sha256d => "sha256d",
+        })
+    }
+}
+
+/// A sha256d nonce search over one block header: the header's first 64 bytes are already
+/// compressed into `midstate`, so a backend only hashes the 16-byte tail per nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanJob {
+    /// SHA-256 state after compressing header bytes 0..64.
+    pub midstate: [u32; 8],
+    /// Header bytes 64..76 (merkle root tail, time, bits) as big-endian message words.
+    pub tail: [u32; 3],
+    /// First nonce searched.
+    pub start: u32,
+    /// Number of nonces searched; `start + count <= 2^32` always holds.
+    pub count: u64,
+    /// The target as little-endian 32-bit words, `target[7]` most significant; a hash
+    /// read as a little-endian 256-bit number wins when it is `<=` this.
+    pub target: [u32; 8],
+}
+
+/// A nonce range past 2^32 or an empty header.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("nonce range {start}..{start}+{count} goes past 2^32 (the last nonce is 4294967295)")]
+pub struct NonceRangeError {
+    pub start: u64,
+    pub count: u64,
+}
+
+impl ScanJob {
+    /// Builds a job for nonces `start..start + count` of an 80-byte header.
+    ///
+    /// # Errors
+    /// When the range goes past the 32-bit nonce space.
+    pub fn new(
+        header: &[u8; 80],
+        start: u64,
+        count: u64,
+        target: [u32; 8],
+    ) -> Result<Self, NonceRangeError> {
+        let end = start.checked_add(count);
+        let Some(end) = end.filter(|&end| end <= 1 << 32) else {
+            return Err(NonceRangeError { start, count });
+        };
+        let start = u32::try_from(start).map_err(|_| NonceRangeError { start, count })?;
+        debug_assert!(end >= u64::from(start));
+        let mut midstate = cpu::SHA256_IV;
+        let first: [u8; 64] = header[..64].try_into().expect("80 > 64");
+        sha2::block_api::compress256(&mut midstate, &[first]);
+        let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+        Ok(Self {
+            midstate,
+            tail: [word(64), word(68), word(72)],
+            start,
+            count,
+            target,
+        })
+    }
+
+    /// The same job over a sub-range of nonces.
+    #[must_use]
+    pub fn sub_range(&self, start: u32, count: u64) -> Self {
+        debug_assert!(u64::from(start) + count <= 1 << 32);
+        Self {
+            start,
+            count,
+            ..self.clone()
+        }
+    }
+}
+
+/// What a nonce search found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Winning nonces in increasing order, each re-checked on the CPU.
+    pub found: Vec<u32>,
+    /// Nonces hashed.
+    pub hashes: u64,
+    /// Nonces a device reported that failed the CPU re-check.
+    pub hw_errors: u64,
+}
+
+/// What can go wrong inside a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("GPU error on {adapter}: {message}")]
+    Gpu { adapter: String, message: String },
+    #[error("piece length must be at least 1 byte")]
+    ZeroPieceLength,
+    #[error("merkle pairs need an even number of nodes, got {0}")]
+    OddNodeCount(usize),
+    #[error("reading input: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The kind of device a backend runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+/// Batched hashing work. Implementations must agree bit for bit; the CPU one is the oracle.
+pub trait Backend: Send + Sync {
+    /// A short name for reports, e.g. `cpu (2 threads, sha-ni)` or `gpu:0 (NVIDIA H100)`.
+    fn name(&self) -> String;
+
+    fn kind(&self) -> BackendKind;
+
+    /// SHA-1 of `data` split into pieces of `piece_len` bytes, the last one possibly shorter.
+    ///
+    /// # Errors
+    /// A device failure, or a zero piece length.
+    fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError>;
+
+    /// SHA-256 of `data` split into pieces of `piece_len` bytes (BitTorrent v2 uses 16 KiB
+    /// blocks), the last one possibly shorter.
+    ///
+    /// # Errors
+    /// A device failure, or a zero piece length.
+    fn sha256_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha256Digest>, HashError>;
+
+    /// Merkle parents: `out[i] = SHA-256(nodes[2i] || nodes[2i+1])`.
+    ///
+    /// # Errors
+    /// An odd number of nodes, or a device failure.
+    fn sha256_pairs(&self, nodes: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError>;
+
+    /// Digest of one message of any length: several messages of any lengths hash in one call,
+    /// carrying hash state across device dispatches where a message is long.
+    ///
+    /// # Errors
+    /// A device failure.
+    fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError>;
+
+    /// Searches a nonce range; every reported nonce has passed the CPU re-check.
+    ///
+    /// # Errors
+    /// A device failure.
+    fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError>;
+}
+
+/// Splits `data` into pieces of `piece_len` bytes, the last one possibly shorter.
+///
+/// # Errors
+/// A zero piece length.
+pub fn split_pieces(data: &[u8], piece_len: usize) -> Result<Vec<&[u8]>, HashError> {
+    if piece_len == 0 {
+        return Err(HashError::ZeroPieceLength);
+    }
+    Ok(data.chunks(piece_len).collect())
+}
+
+/// Merkle pairs need an even number of nodes.
+///
+/// # Errors
+/// An odd count.
+pub fn check_pairs(nodes: &[Sha256Digest]) -> Result<(), HashError> {
+    if nodes.len().is_multiple_of(2) {
+        Ok(())
+    } else {
+        Err(HashError::OddNodeCount(nodes.len()))
+    }
+}
+
+/// Converts a 256-bit target from Bitcoin's little-endian byte order to the kernels' words.
+#[must_use]
+pub fn target_words(le_bytes: &[u8; 32]) -> [u32; 8] {
+    let mut words = [0u32; 8];
+    for (word, chunk) in words.iter_mut().zip(le_bytes.chunks_exact(4)) {
+        *word = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+    }
+    words
+}
+
+/// True when a double-SHA-256 `hash` in wire byte order meets `target` (both as little-endian
+/// 256-bit numbers): the full comparison every kernel must agree with.
+#[must_use]
+pub fn hash_meets_target(hash: &Sha256Digest, target: &[u32; 8]) -> bool {
+    let hash = target_words(hash);
+    hash.iter().rev().cmp(target.iter().rev()) != std::cmp::Ordering::Greater
+}

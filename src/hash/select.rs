@@ -1,0 +1,128 @@
+//! `--backend auto|cpu|gpu[:INDEX|:NAME]`: parsing the choice and opening the backend.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use super::cpu::CpuBackend;
+use super::gpu::{self, GpuBackend};
+use super::{Backend, HashError};
+
+/// Which backend the user asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// A real GPU (discrete or integrated) if there is one, otherwise the CPU. Never a
+    /// CPU-type adapter such as lavapipe: it is slower than the CPU path.
+    #[default]
+    Auto,
+    Cpu,
+    /// The best adapter of any type (lavapipe included, when it is all there is).
+    Gpu,
+    /// Adapter `N` in the order `peerhash devices` lists.
+    GpuIndex(usize),
+    /// The first adapter whose name contains this text, ignoring case.
+    GpuName(String),
+}
+
+/// A backend that could not be chosen or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendChoiceError {
+    #[error("unknown backend {0:?}: expected auto, cpu, gpu, gpu:INDEX or gpu:NAME")]
+    Unknown(String),
+    #[error("no GPU adapter found (is a Vulkan, Metal or DX12 driver installed? `peerhash devices` lists what wgpu sees)")]
+    NoAdapter,
+    #[error("no GPU adapter {0} (`peerhash devices` lists {1} adapter(s))")]
+    NoSuchAdapter(String, usize),
+    #[error(transparent)]
+    Open(#[from] HashError),
+}
+
+impl FromStr for BackendChoice {
+    type Err = BackendChoiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "gpu" => Ok(Self::Gpu),
+            _ => match s.strip_prefix("gpu:") {
+                Some(index) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => {
+                    index
+                        .parse()
+                        .map(Self::GpuIndex)
+                        .map_err(|_| BackendChoiceError::Unknown(s.into()))
+                }
+                Some(name) if !name.trim().is_empty() => Ok(Self::GpuName(name.to_owned())),
+                _ => Err(BackendChoiceError::Unknown(s.to_owned())),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Gpu => f.write_str("gpu"),
+            Self::GpuIndex(i) => write!(f, "gpu:{i}"),
+            Self::GpuName(name) => write!(f, "gpu:{name}"),
+        }
+    }
+}
+
+impl BackendChoice {
+    /// The index into [`gpu::adapters`] this choice picks, if any (`None` for the CPU).
+    ///
+    /// # Errors
+    /// A GPU asked for that is not there.
+    pub fn adapter_index(
+        &self,
+        adapters: &[wgpu::Adapter],
+    ) -> Result<Option<usize>, BackendChoiceError> {
+        let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(wgpu::Adapter::get_info).collect();
+        match self {
+            Self::Cpu => Ok(None),
+            Self::Auto => Ok(infos
+                .iter()
+                .position(|i| gpu::context::is_real_gpu(i.device_type))),
+            Self::Gpu => (!infos.is_empty())
+                .then_some(Some(0))
+                .ok_or(BackendChoiceError::NoAdapter),
+            Self::GpuIndex(i) => (*i < infos.len())
+                .then_some(Some(*i))
+                .ok_or_else(|| BackendChoiceError::NoSuchAdapter(i.to_string(), infos.len())),
+            Self::GpuName(name) => {
+                let needle = name.to_lowercase();
+                infos
+                    .iter()
+                    .position(|i| i.name.to_lowercase().contains(&needle))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        BackendChoiceError::NoSuchAdapter(format!("{name:?}"), infos.len())
+                    })
+            }
+        }
+    }
+}
+
+/// Opens the chosen backend. `auto` falls back to the CPU when its GPU fails to open.
+///
+/// # Errors
+/// An explicit GPU choice that is not there or does not open.
+pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    if *choice == BackendChoice::Cpu {
+        return Ok(Arc::new(CpuBackend::new(None)?));
+    }
+    let adapters = gpu::adapters();
+    let Some(index) = choice.adapter_index(&adapters)? else {
+        return Ok(Arc::new(CpuBackend::new(None)?));
+    };
+    match GpuBackend::open(index, &adapters[index]) {
+        Ok(gpu) => Ok(Arc::new(gpu)),
+        Err(e) if *choice == BackendChoice::Auto => {
+            tracing::warn!("{e}; using the CPU backend");
+            Ok(Arc::new(CpuBackend::new(None)?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
