@@ -362,7 +362,7 @@ mod ni {
 
     /// Nonces processed together. Two streams saturate the SHA unit while the whole working
     /// set of both (states and four message groups each) still fits the 16 XMM registers.
-    const LANES: usize = 2;
+    const LANES: usize = 1;
 
     pub(super) const NAME: &str = "sha-ni x2";
 
@@ -550,7 +550,7 @@ mod ni {
     }
 
     /// Whether `sha256msg1` is replaced by plain SSE arithmetic, off the SHA unit.
-    const MSG1_SSE: bool = false;
+    const MSG1_SSE: bool = true;
 
     /// `sha256msg1(a, b)`: `a + sigma0([a1, a2, a3, b0])`.
     #[inline]
