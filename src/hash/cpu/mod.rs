@@ -189,3 +189,27 @@ impl Backend for CpuBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recheck_counts_wrong_and_out_of_range_nonces_as_hardware_errors() {
+        let genesis = crate::selftest::KNOWN_HEADERS[0].hex;
+        let header = crate::mining::header::BlockHeader::from_hex(genesis).unwrap();
+        let target = crate::mining::target::from_bits(0x1d00_ffff).unwrap();
+        let job = ScanJob::new(
+            header.bytes(),
+            2_083_236_000,
+            1000,
+            crate::mining::target::words(target),
+        )
+        .unwrap();
+        let real = header.nonce();
+        // A device that lies: a wrong nonce, a real winner reported twice, one outside the job.
+        let (found, hw_errors) = recheck(&job, [real + 1, real, real, 5]);
+        assert_eq!(found, vec![real]);
+        assert_eq!(hw_errors, 2);
+    }
+}

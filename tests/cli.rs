@@ -1,0 +1,267 @@
+//! The real binary, as a user runs it: outputs, exit codes and error messages.
+
+mod util;
+
+use serde_json::Value;
+use util::{run, stderr, stdout};
+
+const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+const GENESIS_HASH: &str = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f";
+const BLOCK_125552: &str = "0100000081cd02ab7e569e8bcd9317e2fe99f2de44d49ab2b8851ba4a308000000000000e320b6c2fffc8d750423db8b1eb942ae710e951ed797f7affc8892b0f1fc122bc7f5d74df2b9441a42a14695";
+
+fn json(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(output), stderr(output)))
+}
+
+#[test]
+fn scan_finds_the_genesis_nonce_on_both_backends() {
+    for backend in ["cpu", "gpu"] {
+        let out = run(&[
+            "scan",
+            GENESIS,
+            "--start",
+            "2083000000",
+            "--count",
+            "1000000",
+            "--backend",
+            backend,
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {}", stderr(&out));
+        let report = json(&out);
+        assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32, "{backend}");
+        assert_eq!(report["found"][0]["hash"], GENESIS_HASH, "{backend}");
+        assert_eq!(
+            report["found"].as_array().map(Vec::len),
+            Some(1),
+            "{backend}"
+        );
+        assert_eq!(report["hashes"], 1_000_000, "{backend}");
+        assert_eq!(report["hw_errors"], 0, "{backend}");
+        assert!(
+            report["backend"].as_str().unwrap().starts_with(backend),
+            "{backend}"
+        );
+        assert!(report["seconds"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn scan_text_output_lists_the_real_nonce_of_block_125552() {
+    let out = run(&[
+        "scan",
+        BLOCK_125552,
+        "--start",
+        "2504000000",
+        "--count",
+        "1000000",
+        "--backend",
+        "gpu",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("nonce 2504433986 (0x9546a142)  hash 00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d"),
+        "{text}"
+    );
+    assert!(text.contains("1 found in 1000000 nonces"), "{text}");
+}
+
+#[test]
+fn scan_with_explicit_targets() {
+    // Every hash meets the maximum target; nBits of the genesis header reproduce its default.
+    let out = run(&[
+        "scan",
+        GENESIS,
+        "--count",
+        "10",
+        "--target",
+        &"f".repeat(64),
+        "--json",
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(json(&out)["found"].as_array().map(Vec::len), Some(10));
+    let out = run(&[
+        "scan",
+        GENESIS,
+        "--start",
+        "2083236893",
+        "--count",
+        "1",
+        "--bits",
+        "1d00ffff",
+        "--json",
+    ]);
+    assert_eq!(json(&out)["found"][0]["nonce"], 2_083_236_893u32);
+    // A target just below the genesis hash rejects it.
+    let below = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26e";
+    let out = run(&[
+        "scan",
+        GENESIS,
+        "--start",
+        "2083236893",
+        "--count",
+        "1",
+        "--target",
+        below,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "nothing found exits 1");
+}
+
+#[test]
+fn scan_rejects_bad_input_with_exit_2() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["scan", "00ff"], "80 bytes"),
+        (&["scan", &"zz".repeat(80)], "not hex"),
+        (
+            &["scan", GENESIS, "--start", "4294967295", "--count", "2"],
+            "past 2^32",
+        ),
+        (&["scan", GENESIS, "--start", "4294967296"], "past 2^32"),
+        (&["scan", GENESIS, "--bits", "1d80ffff"], "negative"),
+        (
+            &["scan", GENESIS, "--target", &"1".repeat(65)],
+            "64 hex digits",
+        ),
+        (&["scan", GENESIS, "--backend", "tpu"], "unknown backend"),
+    ];
+    for (args, message) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn hash_prints_sha256sum_format_on_both_backends() {
+    let dir = std::env::temp_dir().join(format!("peerhash-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let abc = dir.join("abc.txt");
+    std::fs::write(&abc, b"abc").unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let (abc, empty) = (abc.to_str().unwrap(), empty.to_str().unwrap());
+    for backend in ["cpu", "gpu"] {
+        let out = run(&["hash", "--backend", backend, abc, empty]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!(
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  {abc}\n\
+                 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  {empty}\n"
+            )
+        );
+        let out = run(&["hash", "--algo", "sha1", "--backend", backend, abc]);
+        assert_eq!(
+            stdout(&out),
+            format!("a9993e364706816aba3e25717850c26c9cd0d89d  {abc}\n")
+        );
+        let out = run(&["hash", "--algo", "sha256d", "--backend", backend, abc]);
+        assert_eq!(
+            stdout(&out),
+            format!("4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358  {abc}\n")
+        );
+    }
+    // A missing file is reported and the rest still hash; the exit code says input was bad.
+    let missing = dir.join("missing");
+    let out = run(&["hash", missing.to_str().unwrap(), abc]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+    assert!(stdout(&out).contains(abc));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn hash_reads_standard_input() {
+    use std::io::Write;
+    let mut child = util::peerhash(&["hash", "--algo", "sha1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"abc").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "a9993e364706816aba3e25717850c26c9cd0d89d  -\n"
+    );
+}
+
+#[test]
+fn selftest_passes_on_both_backends() {
+    for backend in ["cpu", "gpu"] {
+        let out = run(&["selftest", "--backend", backend, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{backend}: {}", stdout(&out));
+        let report = json(&out);
+        assert_eq!(report["failed"], 0);
+        assert!(report["passed"].as_u64().unwrap() >= 30);
+    }
+}
+
+#[test]
+fn devices_lists_the_cpu_and_never_auto_picks_a_software_adapter() {
+    let out = run(&["devices", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert!(report["cpu"]["threads"].as_u64().unwrap() >= 1);
+    let adapters = report["adapters"].as_array().unwrap();
+    assert!(
+        !adapters.is_empty(),
+        "CI has lavapipe; no adapter means no GPU tests ran"
+    );
+    let auto = report["auto"].as_str().unwrap();
+    if let Some(index) = auto.strip_prefix("gpu:") {
+        let index: usize = index.parse().unwrap();
+        assert_eq!(adapters[index]["is_real_gpu"], true);
+    } else {
+        assert_eq!(auto, "cpu");
+        assert!(adapters.iter().all(|a| a["is_real_gpu"] == false));
+    }
+    let text = stdout(&run(&["devices"]));
+    assert!(text.contains("cpu "), "{text}");
+}
+
+#[test]
+fn bench_reports_rates() {
+    let out = run(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--algo",
+        "sha256d",
+        "--seconds",
+        "0.2",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    let result = &report["results"][0];
+    assert_eq!(result["algo"], "sha256d");
+    assert_eq!(result["unit"], "MH/s");
+    assert!(result["rate"].as_f64().unwrap() > 0.0);
+    let out = run(&[
+        "bench",
+        "--backend",
+        "gpu",
+        "--algo",
+        "sha1",
+        "--seconds",
+        "0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("MB/s"), "{}", stdout(&out));
+    let out = run(&["bench", "--seconds", "-1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["devices", "hash", "scan", "selftest", "bench"] {
+        let out = run(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        assert!(stdout(&out).contains("Usage: peerhash"), "{sub}");
+    }
+}

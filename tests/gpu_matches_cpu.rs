@@ -1,0 +1,149 @@
+//! Every GPU kernel against the CPU oracle, including the paths that only show on big or
+//! unlucky inputs: state carried across rounds, batch edges, more winners than result slots.
+
+mod util;
+
+use peerhash::hash::cpu::CpuBackend;
+use peerhash::hash::gpu::ScanShape;
+use peerhash::hash::{Algo, Backend, HashError, ScanJob};
+use peerhash::selftest::{self, XorShift, AWKWARD_LENGTHS};
+
+fn cpu() -> CpuBackend {
+    CpuBackend::new(None).expect("cpu backend")
+}
+
+#[test]
+fn gpu_passes_every_selftest_check() {
+    let gpu = util::gpu_backend();
+    let failed: Vec<_> = selftest::run(&gpu, 7)
+        .into_iter()
+        .filter(|c| !c.ok)
+        .collect();
+    assert!(failed.is_empty(), "failed checks: {failed:#?}");
+}
+
+#[test]
+fn cpu_passes_every_selftest_check() {
+    let failed: Vec<_> = selftest::run(&cpu(), 7)
+        .into_iter()
+        .filter(|c| !c.ok)
+        .collect();
+    assert!(failed.is_empty(), "failed checks: {failed:#?}");
+}
+
+#[test]
+fn state_carried_across_many_small_rounds_matches_cpu() {
+    let mut gpu = util::gpu_backend();
+    // Two blocks per lane and 4 KiB per round: every message past 119 bytes needs several
+    // dispatches, and lanes finish in different rounds.
+    gpu.set_round_limits(4096, 2);
+    let mut rng = XorShift::new(11);
+    let messages: Vec<Vec<u8>> = AWKWARD_LENGTHS
+        .iter()
+        .filter(|&&len| len < 100_000)
+        .map(|&len| rng.bytes(len))
+        .collect();
+    let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    for algo in [Algo::Sha1, Algo::Sha256, Algo::Sha256d] {
+        assert_eq!(
+            gpu.digest_messages(algo, &slices).expect("gpu"),
+            cpu().digest_messages(algo, &slices).expect("cpu"),
+            "{algo}"
+        );
+    }
+    let data = rng.bytes(50_001);
+    assert_eq!(
+        gpu.sha1_pieces(&data, 16_384).unwrap(),
+        cpu().sha1_pieces(&data, 16_384).unwrap()
+    );
+    assert_eq!(
+        gpu.sha256_pieces(&data, 16_384).unwrap(),
+        cpu().sha256_pieces(&data, 16_384).unwrap()
+    );
+    let nodes: Vec<[u8; 32]> = (0..300)
+        .map(|_| rng.bytes(32).try_into().unwrap())
+        .collect();
+    assert_eq!(
+        gpu.sha256_pairs(&nodes).unwrap(),
+        cpu().sha256_pairs(&nodes).unwrap()
+    );
+}
+
+#[test]
+fn scan_batch_edges_match_cpu() {
+    let mut gpu = util::gpu_backend();
+    // Batches and invocations that do not divide the range.
+    gpu.set_scan_shape(ScanShape {
+        batch: 1000,
+        per_invocation: 7,
+    });
+    let header: [u8; 80] = XorShift::new(5).bytes(80).try_into().unwrap();
+    let mut target = [u32::MAX; 8];
+    target[7] = 0x01ff_ffff;
+    let job = ScanJob::new(&header, 123_457, 20_011, target).unwrap();
+    let want = cpu().scan(&job).unwrap();
+    assert!(want.found.len() > 50, "the target should give many winners");
+    assert_eq!(gpu.scan(&job).unwrap(), want);
+}
+
+#[test]
+fn more_winners_than_result_slots_loses_none() {
+    let gpu = util::gpu_backend();
+    let header = [7u8; 80];
+    // Every hash meets the largest target: 5000 winners for 1024 slots.
+    let job = ScanJob::new(&header, 1 << 20, 5000, [u32::MAX; 8]).unwrap();
+    let outcome = gpu.scan(&job).unwrap();
+    assert_eq!(
+        outcome.found,
+        (1 << 20..(1 << 20) + 5000).collect::<Vec<u32>>()
+    );
+    assert_eq!(outcome.hw_errors, 0);
+}
+
+#[test]
+fn impossible_target_finds_nothing_on_either_backend() {
+    let gpu = util::gpu_backend();
+    let job = ScanJob::new(&[1u8; 80], 0, 1 << 16, [0; 8]).unwrap();
+    assert_eq!(gpu.scan(&job).unwrap().found, Vec::<u32>::new());
+    assert_eq!(cpu().scan(&job).unwrap().found, Vec::<u32>::new());
+}
+
+#[test]
+fn empty_inputs_agree() {
+    let gpu = util::gpu_backend();
+    assert_eq!(
+        gpu.sha1_pieces(&[], 16_384).unwrap(),
+        Vec::<[u8; 20]>::new()
+    );
+    assert_eq!(gpu.sha256_pairs(&[]).unwrap(), Vec::<[u8; 32]>::new());
+    assert_eq!(
+        gpu.digest_messages(Algo::Sha1, &[]).unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+    let job = ScanJob::new(&[0u8; 80], 5, 0, [u32::MAX; 8]).unwrap();
+    assert_eq!(gpu.scan(&job).unwrap().found, Vec::<u32>::new());
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let gpu = util::gpu_backend();
+    assert!(matches!(
+        gpu.sha1_pieces(b"abc", 0),
+        Err(HashError::ZeroPieceLength)
+    ));
+    assert!(matches!(
+        cpu().sha256_pieces(b"abc", 0),
+        Err(HashError::ZeroPieceLength)
+    ));
+    let odd = [[0u8; 32]; 3];
+    assert!(matches!(
+        gpu.sha256_pairs(&odd),
+        Err(HashError::OddNodeCount(3))
+    ));
+    assert!(matches!(
+        cpu().sha256_pairs(&odd),
+        Err(HashError::OddNodeCount(3))
+    ));
+    assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 2, [0; 8]).is_err());
+    assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 1, [0; 8]).is_ok());
+}
