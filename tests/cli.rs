@@ -265,3 +265,69 @@ fn every_subcommand_has_help() {
         assert!(stdout(&out).contains("Usage: peerhash"), "{sub}");
     }
 }
+
+#[test]
+fn a_gpu_lost_mid_run_hands_over_to_the_cpu_and_the_result_stays_right() {
+    // The first GPU slice (4 Mi nonces on lavapipe) succeeds, every later one fails as a lost
+    // device would: the nonce is in the third slice.
+    let out = util::peerhash(&[
+        "scan",
+        GENESIS,
+        "--start",
+        "2075000000",
+        "--count",
+        "12582912",
+        "--backend",
+        "gpu",
+        "--json",
+    ])
+    .env("PEERHASH_FAULT_GPU", "fail-after:1")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32);
+    assert_eq!(report["hashes"], 12_582_912);
+    assert!(
+        report["backend"].as_str().unwrap().starts_with("cpu"),
+        "{report}"
+    );
+    assert!(stderr(&out).contains("device lost"), "{}", stderr(&out));
+
+    let out = util::peerhash(&["hash", "--backend", "gpu", "--algo", "sha1", "-"])
+        .env("PEERHASH_FAULT_GPU", "fail-after:0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "da39a3ee5e6b4b0d3255bfef95601890afd80709  -\n"
+    );
+}
+
+#[test]
+fn wrong_nonces_from_the_gpu_are_hardware_errors_never_found() {
+    let out = util::peerhash(&[
+        "scan",
+        GENESIS,
+        "--start",
+        "2083236000",
+        "--count",
+        "1000",
+        "--backend",
+        "gpu",
+        "--json",
+    ])
+    .env("PEERHASH_FAULT_GPU", "bad-nonces")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(
+        report["found"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32);
+    assert_eq!(report["hw_errors"], 2);
+}

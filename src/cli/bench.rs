@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::{Algo, Backend, BackendKind, ScanJob};
+use crate::hash::{Algo, Backend, ScanJob};
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
 
@@ -135,10 +135,7 @@ fn round_fn(backend: &dyn Backend, algo: Algo) -> anyhow::Result<Round<'_>> {
         Algo::Sha256d => {
             let header = BlockHeader::from_hex(KNOWN_HEADERS[0].hex)?;
             // A zero target: nothing is ever found, so this is pure hashing.
-            let batch: u64 = match backend.kind() {
-                BackendKind::Cpu => 1 << 23,
-                BackendKind::Gpu => 1 << 26,
-            };
+            let batch = backend.scan_slice();
             let mut start = 0u64;
             Box::new(move || {
                 if start + batch > 1 << 32 {

@@ -59,7 +59,7 @@ fn open(path: &PathBuf) -> anyhow::Result<Box<dyn Read>> {
 
 impl HashFiles {
     pub fn run(mut self) -> anyhow::Result<ExitCode> {
-        let backend = self.backend.open()?;
+        let backend = self.backend.open_resilient()?;
         if self.files.is_empty() {
             self.files.push(PathBuf::from("-"));
         }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::hash::{open_backend, Backend, BackendChoice};
+use crate::hash::{open_backend, open_resilient_backend, Backend, BackendChoice};
 
 /// GPU and CPU hashing for Bitcoin proof-of-work and BitTorrent pieces.
 #[derive(Debug, Parser)]
@@ -41,8 +41,14 @@ pub struct BackendArg {
 }
 
 impl BackendArg {
+    /// The backend exactly as chosen: GPU failures are errors (for `selftest`, `bench`).
     fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
         Ok(open_backend(&self.backend)?)
+    }
+
+    /// The backend for long work: a GPU that fails mid-run hands over to the CPU.
+    fn open_resilient(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
+        Ok(open_resilient_backend(&self.backend)?)
     }
 }
 

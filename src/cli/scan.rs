@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::{cpu, BackendKind, ScanJob, ScanOutcome};
+use crate::hash::{cpu, ScanJob, ScanOutcome};
 use crate::mining::header::{display_hash, BlockHeader};
 use crate::mining::target;
 
@@ -63,12 +63,7 @@ impl Scan {
             .count
             .unwrap_or_else(|| (1u64 << 32).saturating_sub(self.start));
         let job = ScanJob::new(header.bytes(), self.start, count, target::words(target))?;
-        let backend = self.backend.open()?;
-        // Slices long enough to keep the device busy, short enough for a live progress bar.
-        let slice: u64 = match backend.kind() {
-            BackendKind::Cpu => 1 << 24,
-            BackendKind::Gpu => 1 << 26,
-        };
+        let backend = self.backend.open_resilient()?;
         let bar = super::progress::bar(
             count,
             self.json,
@@ -79,7 +74,7 @@ impl Scan {
         let mut first = u64::from(job.start);
         let end = first + count;
         while first < end {
-            let n = slice.min(end - first);
+            let n = backend.scan_slice().min(end - first);
             let part = job.sub_range(u32::try_from(first).expect("below 2^32"), n);
             let outcome = backend.scan(&part)?;
             for &nonce in &outcome.found {

@@ -2,12 +2,14 @@
 //! wgpu GPU implementation whose every reported nonce is re-checked on the CPU.
 
 pub mod cpu;
+mod fallback;
 pub mod gpu;
 mod select;
 
 use std::fmt;
 
-pub use select::{open_backend, BackendChoice, BackendChoiceError};
+pub use fallback::FallbackBackend;
+pub use select::{open_backend, open_resilient_backend, BackendChoice, BackendChoiceError};
 
 /// A SHA-1 digest (BitTorrent v1 piece hash).
 pub type Sha1Digest = [u8; 20];
@@ -165,6 +167,12 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// A device failure.
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError>;
+
+    /// Nonces worth giving one [`Backend::scan`] call: enough to keep the device busy, few
+    /// enough that progress and new work are noticed quickly.
+    fn scan_slice(&self) -> u64 {
+        1 << 24
+    }
 
     /// Searches a nonce range; every reported nonce has passed the CPU re-check.
     ///

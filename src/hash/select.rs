@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::cpu::CpuBackend;
 use super::gpu::{self, GpuBackend};
-use super::{Backend, HashError};
+use super::{Backend, BackendKind, FallbackBackend, HashError};
 
 /// Which backend the user asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -125,4 +125,23 @@ pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendC
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens the chosen backend for long work (hashing files, searching nonces, mining): a GPU
+/// backend that fails mid-run hands over to the CPU instead of failing the run. `selftest`
+/// and `bench` use [`open_backend`], so they see GPU failures as they are.
+///
+/// # Errors
+/// As [`open_backend`].
+pub fn open_resilient_backend(
+    choice: &BackendChoice,
+) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    let backend = open_backend(choice)?;
+    if backend.kind() == BackendKind::Cpu {
+        return Ok(backend);
+    }
+    Ok(Arc::new(FallbackBackend::new(
+        backend,
+        CpuBackend::new(None)?,
+    )))
 }

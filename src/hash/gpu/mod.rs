@@ -8,6 +8,7 @@ mod pipeline;
 mod scan;
 pub mod wgsl;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub use context::{adapters, summarize, AdapterSummary, GpuContext};
@@ -40,12 +41,49 @@ pub const KERNELS: [(&str, &str); 4] = [
     ),
 ];
 
+/// Test hook: `PEERHASH_FAULT_GPU=fail-after:N` makes every GPU operation after the first N
+/// fail as a lost device would; `PEERHASH_FAULT_GPU=bad-nonces` makes the scan report wrong
+/// nonces as a faulty GPU would. Both exist to prove the fallback and the CPU re-check work.
+pub const FAULT_ENV: &str = "PEERHASH_FAULT_GPU";
+
+/// Faults injected through [`FAULT_ENV`].
+#[derive(Debug, Default)]
+struct Faults {
+    fail_after: Option<u64>,
+    bad_nonces: bool,
+    operations: AtomicU64,
+}
+
+impl Faults {
+    fn from_env() -> Self {
+        let value = std::env::var(FAULT_ENV).unwrap_or_default();
+        Self {
+            fail_after: value
+                .strip_prefix("fail-after:")
+                .and_then(|n| n.parse().ok()),
+            bad_nonces: value == "bad-nonces",
+            operations: AtomicU64::new(0),
+        }
+    }
+
+    fn check(&self, ctx: &GpuContext) -> Result<(), HashError> {
+        let done = self.operations.fetch_add(1, Ordering::Relaxed);
+        match self.fail_after {
+            Some(limit) if done >= limit => Err(ctx.error(format!(
+                "device lost (injected by {FAULT_ENV} after {limit} operations)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A backend on one wgpu adapter. Pipelines compile on first use.
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
     kernels: [OnceLock<Kernel>; 4],
     limits: RoundLimits,
     shape: ScanShape,
+    faults: Faults,
 }
 
 impl GpuBackend {
@@ -60,6 +98,7 @@ impl GpuBackend {
             shape: ScanShape::for_device(&ctx),
             ctx,
             kernels: Default::default(),
+            faults: Faults::from_env(),
         })
     }
 
@@ -88,6 +127,7 @@ impl GpuBackend {
     }
 
     fn kernel(&self, slot: usize) -> Result<&Kernel, HashError> {
+        self.faults.check(&self.ctx)?;
         if let Some(kernel) = self.kernels[slot].get() {
             return Ok(kernel);
         }
@@ -154,8 +194,15 @@ impl Backend for GpuBackend {
         }
     }
 
+    fn scan_slice(&self) -> u64 {
+        u64::from(self.shape.batch) * 4
+    }
+
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
-        let reported = scan::scan(&self.ctx, self.kernel(0)?, job, self.shape)?;
+        let mut reported = scan::scan(&self.ctx, self.kernel(0)?, job, self.shape)?;
+        if self.faults.bad_nonces {
+            reported.extend([job.start, job.start.wrapping_add(1)]);
+        }
         let (found, hw_errors) = cpu::recheck(job, reported);
         if hw_errors > 0 {
             tracing::warn!(
