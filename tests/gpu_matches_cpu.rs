@@ -71,7 +71,7 @@ fn state_carried_across_many_small_rounds_matches_cpu() {
 
 #[test]
 fn scan_batch_edges_match_cpu() {
-    let mut gpu = util::gpu_backend();
+    let gpu = util::gpu_backend();
     // Batches and invocations that do not divide the range.
     gpu.set_scan_shape(ScanShape {
         batch: 1000,
@@ -146,4 +146,22 @@ fn bad_arguments_are_errors_not_panics() {
     ));
     assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 2, [0; 8]).is_err());
     assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 1, [0; 8]).is_ok());
+}
+
+#[test]
+fn tuned_batch_is_whole_invocations_and_still_matches_cpu() {
+    let gpu = util::gpu_backend();
+    let shape = gpu
+        .tune_scan_batch(std::time::Duration::from_millis(20))
+        .unwrap();
+    let grain = shape.per_invocation * 64;
+    assert!(
+        shape.batch >= grain && shape.batch.is_multiple_of(grain),
+        "{shape:?}"
+    );
+    assert_eq!(gpu.scan_shape().batch, shape.batch);
+    let mut target = [u32::MAX; 8];
+    target[7] = 0x00ff_ffff;
+    let job = ScanJob::new(&[3u8; 80], 99, 3 * u64::from(shape.batch) + 17, target).unwrap();
+    assert_eq!(gpu.scan(&job).unwrap(), cpu().scan(&job).unwrap());
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::{Algo, Backend, ScanJob};
+use crate::hash::{Algo, Backend, BackendKind, ScanJob};
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
 
@@ -25,10 +25,17 @@ pub struct Bench {
     /// Seconds to run each measurement.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     seconds: f64,
+    /// Nonces per GPU dispatch as a power of two (12-31) [default: tuned so a dispatch takes
+    /// about 30 ms].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(12..=31))]
+    intensity: Option<u8>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
+
+/// The time one GPU dispatch should take when tuned.
+const DISPATCH_TARGET: Duration = Duration::from_millis(30);
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -53,6 +60,9 @@ struct Measurement {
 #[derive(Serialize)]
 struct Report {
     backend: String,
+    /// Nonces per GPU dispatch used for sha256d (absent on the CPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan_batch: Option<u32>,
     results: Vec<Measurement>,
 }
 
@@ -67,6 +77,17 @@ impl Bench {
         let mut results = Vec::new();
         if !self.json {
             println!("benchmark on {}", backend.name());
+        }
+        let scan_batch = match self.intensity {
+            _ if !algos.contains(&Algo::Sha256d) => None,
+            Some(intensity) => {
+                backend.set_intensity(intensity);
+                (backend.kind() == BackendKind::Gpu).then(|| 1u32 << intensity)
+            }
+            None => backend.tune(DISPATCH_TARGET)?,
+        };
+        if let (Some(batch), false) = (scan_batch, self.json) {
+            println!("sha256d: {batch} nonces per GPU dispatch");
         }
         for algo in algos {
             let m = measure(&*backend, algo, duration, self.json)?;
@@ -85,6 +106,7 @@ impl Bench {
         if self.json {
             super::print_json(&Report {
                 backend: backend.name(),
+                scan_batch,
                 results,
             })?;
         }

@@ -90,6 +90,14 @@ impl Backend for FallbackBackend {
         }
     }
 
+    fn tune(&self, target: std::time::Duration) -> Result<Option<u32>, HashError> {
+        self.run(|b| b.tune(target))
+    }
+
+    fn set_intensity(&self, intensity: u8) {
+        self.primary.set_intensity(intensity);
+    }
+
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
         self.run(|b| b.scan(job))
     }

@@ -174,6 +174,18 @@ pub trait Backend: Send + Sync {
         1 << 24
     }
 
+    /// Sizes the nonces per device dispatch so one takes about `target`; returns the size
+    /// chosen, or `None` for backends without dispatches (the CPU).
+    ///
+    /// # Errors
+    /// A device failure while measuring.
+    fn tune(&self, _target: std::time::Duration) -> Result<Option<u32>, HashError> {
+        Ok(None)
+    }
+
+    /// Fixes the nonces per device dispatch at `2^intensity` (GPU only; the CPU ignores it).
+    fn set_intensity(&self, _intensity: u8) {}
+
     /// Searches a nonce range; every reported nonce has passed the CPU re-check.
     ///
     /// # Errors

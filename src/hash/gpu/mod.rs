@@ -9,7 +9,8 @@ mod scan;
 pub mod wgsl;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 pub use context::{adapters, summarize, AdapterSummary, GpuContext};
 use messages::{BlockAlgo, RoundLimits};
@@ -45,6 +46,9 @@ pub const KERNELS: [(&str, &str); 4] = [
 /// fail as a lost device would; `PEERHASH_FAULT_GPU=bad-nonces` makes the scan report wrong
 /// nonces as a faulty GPU would. Both exist to prove the fallback and the CPU re-check work.
 pub const FAULT_ENV: &str = "PEERHASH_FAULT_GPU";
+
+/// The most nonces one scan dispatch may cover (2^31: the grid stays well inside limits).
+pub const MAX_SCAN_BATCH: u32 = 1 << 31;
 
 /// Faults injected through [`FAULT_ENV`].
 #[derive(Debug, Default)]
@@ -82,7 +86,7 @@ pub struct GpuBackend {
     ctx: Arc<GpuContext>,
     kernels: [OnceLock<Kernel>; 4],
     limits: RoundLimits,
-    shape: ScanShape,
+    shape: Mutex<ScanShape>,
     faults: Faults,
 }
 
@@ -95,7 +99,7 @@ impl GpuBackend {
         let ctx = GpuContext::open(index, adapter)?;
         Ok(Self {
             limits: RoundLimits::for_device(&ctx),
-            shape: ScanShape::for_device(&ctx),
+            shape: Mutex::new(ScanShape::for_device(&ctx)),
             ctx,
             kernels: Default::default(),
             faults: Faults::from_env(),
@@ -110,11 +114,57 @@ impl GpuBackend {
     /// Nonces per dispatch and per invocation of the scan kernel.
     #[must_use]
     pub fn scan_shape(&self) -> ScanShape {
-        self.shape
+        *self
+            .shape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn set_scan_shape(&mut self, shape: ScanShape) {
-        self.shape = shape;
+    pub fn set_scan_shape(&self, shape: ScanShape) {
+        *self
+            .shape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = shape;
+    }
+
+    /// Sizes the nonces per dispatch so that one dispatch, read-back included, takes about
+    /// `target`: long enough to amortize the round trip, short enough that new work is picked
+    /// up quickly, the desktop stays usable and no driver watchdog fires.
+    ///
+    /// # Errors
+    /// A device failure while measuring.
+    pub fn tune_scan_batch(&self, target: Duration) -> Result<ScanShape, HashError> {
+        let mut shape = self.scan_shape();
+        let grain = shape.per_invocation * pipeline::WORKGROUP_SIZE;
+        let time = |batch: u32| -> Result<Duration, HashError> {
+            let job = ScanJob::new(&[0x5a; 80], 0, u64::from(batch), [0; 8]).expect("in range");
+            let started = Instant::now();
+            scan::scan(
+                &self.ctx,
+                self.kernel(0)?,
+                &job,
+                ScanShape { batch, ..shape },
+            )?;
+            Ok(started.elapsed())
+        };
+        time(grain)?; // compiles the pipeline and warms the driver
+        let mut batch = grain.saturating_mul(16).min(MAX_SCAN_BATCH);
+        let mut elapsed = time(batch)?;
+        while elapsed < target / 4 && batch < MAX_SCAN_BATCH {
+            batch = batch.saturating_mul(4).min(MAX_SCAN_BATCH);
+            elapsed = time(batch)?;
+        }
+        let scaled = f64::from(batch) * target.as_secs_f64() / elapsed.as_secs_f64().max(1e-6);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let scaled = scaled.min(f64::from(MAX_SCAN_BATCH)) as u32;
+        shape.batch = (scaled / grain * grain).clamp(grain, MAX_SCAN_BATCH);
+        self.set_scan_shape(shape);
+        tracing::info!(
+            "{}: {} nonces per dispatch for {target:?}",
+            self.name(),
+            shape.batch
+        );
+        Ok(shape)
     }
 
     /// Caps the bytes uploaded per round and blocks per lane (tests use this to force many
@@ -195,11 +245,23 @@ impl Backend for GpuBackend {
     }
 
     fn scan_slice(&self) -> u64 {
-        u64::from(self.shape.batch) * 4
+        u64::from(self.scan_shape().batch) * 4
+    }
+
+    fn tune(&self, target: Duration) -> Result<Option<u32>, HashError> {
+        Ok(Some(self.tune_scan_batch(target)?.batch))
+    }
+
+    fn set_intensity(&self, intensity: u8) {
+        let mut shape = self.scan_shape();
+        let grain = shape.per_invocation * pipeline::WORKGROUP_SIZE;
+        let batch = 1u64 << intensity.min(31);
+        shape.batch = u32::try_from(batch).unwrap_or(MAX_SCAN_BATCH).max(grain);
+        self.set_scan_shape(shape);
     }
 
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
-        let mut reported = scan::scan(&self.ctx, self.kernel(0)?, job, self.shape)?;
+        let mut reported = scan::scan(&self.ctx, self.kernel(0)?, job, self.scan_shape())?;
         if self.faults.bad_nonces {
             reported.extend([job.start, job.start.wrapping_add(1)]);
         }
