@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bendy::encoding::ToBencode;
+use bendy::encoding::Encoder;
 use bendy::value::Value;
 
 use crate::hash::{Backend, Sha256Digest};
@@ -260,8 +260,17 @@ pub fn create(
             .collect();
         put("piece layers", Value::Dict(layers));
     }
-    let encoded = Value::Dict(top)
-        .to_bencode()
+    // Value has no static depth: the encoder needs one that fits the deepest directory.
+    let depth = layout
+        .files
+        .iter()
+        .map(|f| f.path.components().len())
+        .max()
+        .unwrap_or(0);
+    let mut encoder = Encoder::new().with_max_depth(depth + 8);
+    let encoded = encoder
+        .emit(Value::Dict(top))
+        .and_then(|()| encoder.get_output())
         .map_err(|e| CreateError::Encode(e.to_string()))?;
     let meta = Metainfo::from_bytes(&encoded)?;
     Ok(Created {
