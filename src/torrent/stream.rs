@@ -195,30 +195,35 @@ impl Reader<'_> {
         while pieces.peek().is_some() {
             let mut buf = if allocated < buffers {
                 allocated += 1;
-                Vec::with_capacity(chunk_bytes)
+                vec![0u8; chunk_bytes]
             } else {
                 match empty.recv() {
                     Ok(buf) => buf,
                     Err(_) => return,
                 }
             };
-            buf.clear();
+            // Buffers are reused without clearing: every byte hashed is read or zeroed below.
+            let mut used = 0usize;
             let mut slots = Vec::new();
             while let Some(piece) = pieces.peek() {
                 let length = usize::try_from(piece.length).unwrap_or(usize::MAX);
-                if buf.len() + length > chunk_bytes && !slots.is_empty() {
+                if used + length > chunk_bytes && !slots.is_empty() {
                     break;
                 }
                 let piece = pieces.next().expect("peeked");
-                let start = buf.len();
-                buf.resize(start + length, 0);
+                let start = used;
+                used += length;
+                if buf.len() < used {
+                    buf.resize(used, 0);
+                }
                 let mut readable = true;
                 let mut cursor = start;
                 for span in &piece.spans {
                     let len = usize::try_from(span.length).unwrap_or(usize::MAX);
                     let dst = &mut buf[cursor..cursor + len];
-                    if !self.layout.files[span.file].pad && !self.read(span.file, span.offset, dst)
-                    {
+                    if self.layout.files[span.file].pad {
+                        dst.fill(0);
+                    } else if !self.read(span.file, span.offset, dst) {
                         readable = false;
                     }
                     cursor += len;
