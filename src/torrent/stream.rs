@@ -9,13 +9,17 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use crate::hash::{Algo, Backend, HashError, Sha1Digest, Sha256Digest};
+use crate::hash::{Algo, Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
 
 use super::layout::{Layout, BLOCK_SIZE};
 use super::merkle;
 
-/// Chunks larger than this stop helping: the GPU is saturated and the CPU pool balanced.
-const MAX_CHUNK_BYTES: u64 = 64 << 20;
+/// GPU chunks: large enough to fill the device with one dispatch round.
+const GPU_CHUNK_BYTES: u64 = 64 << 20;
+/// CPU chunks stay small so the bytes the reader just copied are still in cache when hashed.
+const CPU_CHUNK_BYTES: u64 = 4 << 20;
+/// More buffers than this only make the queue hold colder data.
+const MAX_BUFFERS: u64 = 8;
 /// The default for `--memory`.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 
@@ -127,10 +131,14 @@ pub fn run(
             piece_length,
         });
     }
-    let chunk_bytes =
-        (memory / 4).min(MAX_CHUNK_BYTES).max(piece_length) / piece_length * piece_length;
+    let target = match backend.kind() {
+        BackendKind::Cpu => CPU_CHUNK_BYTES,
+        BackendKind::Gpu => GPU_CHUNK_BYTES,
+    };
+    let chunk_bytes = (memory / 4).min(target).max(piece_length) / piece_length * piece_length;
     // Two buffers are always out (one filling, one hashing); the rest wait in the queue.
-    let buffers = usize::try_from((memory / chunk_bytes).max(3)).unwrap_or(3);
+    let buffers = (memory / chunk_bytes).clamp(3, MAX_BUFFERS);
+    let buffers = usize::try_from(buffers).expect("at most MAX_BUFFERS");
     let depth = buffers - 2;
     let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
     let mut states = check_files(layout, paths);
