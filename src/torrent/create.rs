@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bendy::encoding::Encoder;
 use bendy::value::Value;
 
-use crate::hash::{Backend, Sha256Digest};
+use crate::hash::{Backend, Sha1Digest, Sha256Digest};
 
 use super::layout::{FileEntry, Layout, LayoutError, PieceScheme, TorrentPath, BLOCK_SIZE};
 use super::merkle;
@@ -179,8 +179,9 @@ pub fn create(
         v2: version.has_v2(),
     };
 
-    let mut v1_pieces: Vec<u8> = Vec::new();
-    let mut v2_pieces: Vec<Vec<Sha256Digest>> = vec![Vec::new(); layout.files.len()];
+    // Batches arrive in any order: keep indices, sort once at the end.
+    let mut v1_pieces: Vec<(u64, Sha1Digest)> = Vec::new();
+    let mut v2_pieces: Vec<Vec<(u64, Sha256Digest)>> = vec![Vec::new(); layout.files.len()];
     let mut unreadable: Option<usize> = None;
     let mut progress = progress;
     let states = stream::run(backend, &layout, &paths, want, options.memory, |results| {
@@ -188,13 +189,13 @@ pub fn create(
         for piece in results {
             batch += piece.length;
             match (piece.v1, want.v1) {
-                (Some(digest), true) => v1_pieces.extend_from_slice(&digest),
+                (Some(digest), true) => v1_pieces.push((piece.index, digest)),
                 (None, true) => unreadable = unreadable.or(Some(piece.file)),
                 _ => {}
             }
             if want.v2 && !layout.files[piece.file].pad {
                 match piece.v2 {
-                    Some(hash) => v2_pieces[piece.file].push(hash),
+                    Some(hash) => v2_pieces[piece.file].push((piece.file_piece, hash)),
                     None => unreadable = unreadable.or(Some(piece.file)),
                 }
             }
@@ -206,6 +207,15 @@ pub fn create(
         return Err(CreateError::Changed(paths[file].clone()));
     }
 
+    v1_pieces.sort_unstable_by_key(|(index, _)| *index);
+    let v1_pieces: Vec<u8> = v1_pieces.iter().flat_map(|(_, digest)| *digest).collect();
+    let v2_pieces: Vec<Vec<Sha256Digest>> = v2_pieces
+        .into_iter()
+        .map(|mut pieces| {
+            pieces.sort_unstable_by_key(|(index, _)| *index);
+            pieces.into_iter().map(|(_, hash)| hash).collect()
+        })
+        .collect();
     let mut roots: Vec<Option<Sha256Digest>> = vec![None; layout.files.len()];
     let mut layers: BTreeMap<Sha256Digest, Vec<u8>> = BTreeMap::new();
     if want.v2 {

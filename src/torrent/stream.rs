@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 use crate::hash::{Algo, Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
 
@@ -16,10 +16,12 @@ use super::merkle;
 
 /// GPU chunks: large enough to fill the device with one dispatch round.
 const GPU_CHUNK_BYTES: u64 = 64 << 20;
-/// CPU chunks stay small so the bytes the reader just copied are still in cache when hashed.
-const CPU_CHUNK_BYTES: u64 = 4 << 20;
-/// More buffers than this only make the queue hold colder data.
-const MAX_BUFFERS: u64 = 8;
+/// CPU chunks stay small (but at least two pieces, one per core) and few, so the bytes the
+/// reader just copied are still in cache when hashed: measured ~20% faster than 64 MiB chunks.
+const CPU_CHUNK_BYTES: u64 = 2 << 20;
+const CPU_MAX_BUFFERS: u64 = 6;
+/// More GPU buffers than this only make the queue hold more data.
+const GPU_MAX_BUFFERS: u64 = 8;
 /// The default for `--memory`.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 
@@ -112,7 +114,7 @@ pub fn check_files(layout: &Layout, paths: &[PathBuf]) -> Vec<FileState> {
 }
 
 /// Runs the engine over `layout`, whose files live at `paths`, calling `sink` with each batch of
-/// results in piece order. Returns the file states, updated with read failures.
+/// results (batches arrive in any order). Returns the file states, updated with read failures.
 ///
 /// # Errors
 /// A backend failure or a memory limit below three pieces.
@@ -131,20 +133,31 @@ pub fn run(
             piece_length,
         });
     }
-    let target = match backend.kind() {
-        BackendKind::Cpu => CPU_CHUNK_BYTES,
-        BackendKind::Gpu => GPU_CHUNK_BYTES,
+    // CPU: one hasher thread per core, each hashing whole chunks, so no core waits for another
+    // at the end of a chunk. GPU: one thread feeding the device large batches.
+    let (target, max_buffers, hashers) = match backend.kind() {
+        BackendKind::Cpu => (
+            CPU_CHUNK_BYTES.max(2 * piece_length),
+            CPU_MAX_BUFFERS,
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        ),
+        BackendKind::Gpu => (GPU_CHUNK_BYTES, GPU_MAX_BUFFERS, 1),
     };
     let chunk_bytes = (memory / 4).min(target).max(piece_length) / piece_length * piece_length;
-    // Two buffers are always out (one filling, one hashing); the rest wait in the queue.
-    let buffers = (memory / chunk_bytes).clamp(3, MAX_BUFFERS);
-    let buffers = usize::try_from(buffers).expect("at most MAX_BUFFERS");
-    let depth = buffers - 2;
+    // Each hasher holds a buffer and the reader fills one; the rest wait in the queue.
+    let least = hashers as u64 + 2;
+    let buffers = (memory / chunk_bytes).clamp(least.min(3), max_buffers.max(least));
+    let hashers = usize::try_from(buffers - 2).map_or(1, |most| hashers.min(most).max(1));
+    let buffers = usize::try_from(buffers).expect("a few buffers");
+    let depth = buffers.saturating_sub(hashers + 1).max(1);
     let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
     let mut states = check_files(layout, paths);
 
     let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(depth);
+    // Shared by the hashers; a failing hasher drops it, which stops the reader.
+    let full_rx = Mutex::new(Some(full_rx));
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let (done_tx, done_rx) = mpsc::channel::<Result<Vec<PieceResult>, HashError>>();
     std::thread::scope(|scope| {
         let reader_states = states.clone();
         let reader = scope.spawn(move || {
@@ -157,22 +170,37 @@ pub fn run(
             reader.run(chunk_bytes, buffers, &full_tx, &empty_rx);
             reader.states
         });
-        let mut outcome = Ok(());
-        for chunk in full_rx.iter() {
-            if outcome.is_ok() {
-                match hash_chunk(backend, layout, want, &chunk) {
-                    Ok(results) => sink(&results),
-                    Err(e) => outcome = Err(e),
+        for _ in 0..hashers {
+            let (done_tx, empty_tx, full_rx) = (done_tx.clone(), empty_tx.clone(), &full_rx);
+            scope.spawn(move || loop {
+                let chunk = match full_rx.lock() {
+                    Ok(guard) => guard.as_ref().map(mpsc::Receiver::recv),
+                    Err(_) => None,
+                };
+                let Some(Ok(chunk)) = chunk else { return };
+                let result = hash_chunk(backend, layout, want, &chunk);
+                // The reader may have stopped already; a dropped buffer is then simply freed.
+                let _ = empty_tx.send(chunk.buf);
+                if result.is_err() {
+                    if let Ok(mut guard) = full_rx.lock() {
+                        guard.take();
+                    }
                 }
-            }
-            // The reader may have stopped already; a dropped buffer is then simply freed.
-            let _ = empty_tx.send(chunk.buf);
-            if outcome.is_err() {
-                break;
+                if done_tx.send(result).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        drop(empty_tx);
+        let mut outcome = Ok(());
+        for result in done_rx.iter() {
+            match result {
+                Ok(results) if outcome.is_ok() => sink(&results),
+                Ok(_) => {}
+                Err(e) => outcome = outcome.and(Err(e)),
             }
         }
-        drop(empty_tx);
-        drop(full_rx);
         match reader.join() {
             Ok(read_states) => states = read_states,
             Err(_) => return Err(StreamError::ReaderPanic),

@@ -164,7 +164,10 @@ pub fn verify(
         pieces_total: layout.piece_count(),
         bad_pieces: bad.into_iter().collect(),
         files,
-        v1_v2_disagree: disagree,
+        v1_v2_disagree: {
+            disagree.sort_unstable();
+            disagree
+        },
         bytes_hashed,
         seconds: started.elapsed().as_secs_f64(),
         backend: backend.name(),
