@@ -600,6 +600,19 @@ fn data_may_be_the_save_directory_or_the_content_itself() {
     let elsewhere = peerhash(&["verify", torrent, "--json"], dir.path());
     assert_eq!(elsewhere.status.code(), Some(1));
     assert_eq!(file_status(&stdout_json(&elsewhere), "a.bin"), "missing");
+
+    // A directory where a file should be is reported, and the other files are still checked.
+    fs::remove_file(content.join("tiny")).unwrap();
+    fs::create_dir(content.join("tiny")).unwrap();
+    let output = peerhash(
+        &["verify", torrent, good.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = stdout_json(&output);
+    assert_eq!(file_status(&report, "tiny"), "unreadable");
+    assert_eq!(file_status(&report, "a.bin"), "ok");
+    assert_eq!(file_status(&report, "sub dir/é b.txt"), "ok");
 }
 
 #[test]

@@ -543,3 +543,46 @@ fn parse_piece_layers(
     }
     Ok(layers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &[u8] =
+        b"d6:lengthi5e4:name5:a.txt12:piece lengthi16384e6:pieces20:AAAAAAAAAAAAAAAAAAAAe";
+
+    fn torrent(info: &[u8]) -> Vec<u8> {
+        [&b"d8:announce9:http://x/4:info"[..], info, b"5:zzzzzi1ee"].concat()
+    }
+
+    #[test]
+    fn info_hash_is_over_the_exact_info_bytes() {
+        let meta = Metainfo::from_bytes(&torrent(INFO)).unwrap();
+        assert_eq!(meta.raw_info, INFO);
+        let expected: Sha1Digest = Sha1::digest(INFO).into();
+        assert_eq!(meta.info_hash_v1(), Some(expected));
+        assert_eq!(meta.info_hash_v2(), None);
+        assert_eq!(meta.version, Version::V1);
+        assert!(meta.single_file);
+        assert_eq!(meta.trackers, ["http://x/"]);
+        assert_eq!(meta.layout.piece_count(), 1);
+    }
+
+    #[test]
+    fn pad_files_are_marked() {
+        let info = b"d5:filesld6:lengthi3e4:pathl1:aeed4:attr1:p6:lengthi16381e4:pathl4:.pad5:16381eed6:lengthi2e4:pathl1:beee4:name1:d12:piece lengthi16384e6:pieces40:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAe";
+        let meta = Metainfo::from_bytes(&torrent(info)).unwrap();
+        let pads: Vec<bool> = meta.layout.files.iter().map(|f| f.pad).collect();
+        assert_eq!(pads, [false, true, false]);
+        assert_eq!(meta.layout.content_length(), 5);
+        assert_eq!(meta.layout.piece_count(), 2);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = torrent(INFO);
+        for end in 0..bytes.len() - 1 {
+            assert!(Metainfo::from_bytes(&bytes[..end]).is_err(), "{end}");
+        }
+    }
+}
