@@ -816,3 +816,29 @@ fn hostile_torrents_are_refused_with_a_clear_error() {
         }
     }
 }
+
+#[test]
+fn hybrid_v1_and_v2_disagreement_is_reported() {
+    let (dir, good) = setup();
+    let torrent = libtorrent_torrent(dir.path(), &good, "hybrid", 16384);
+    let mut bytes = fs::read(&torrent).unwrap();
+    // Corrupt the v1 hash of piece 2 only: the data still matches the v2 piece layers.
+    let at = bytes.windows(8).position(|w| w == b"6:pieces").unwrap() + 8;
+    let colon = at + bytes[at..].iter().position(|&b| b == b':').unwrap();
+    bytes[colon + 1 + 2 * 20] ^= 1;
+    let edited = dir.path().join("edited.torrent");
+    fs::write(&edited, bytes).unwrap();
+    let output = peerhash(
+        &[
+            "verify",
+            edited.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = stdout_json(&output);
+    assert_eq!(report["bad_pieces"], serde_json::json!([2]));
+    assert_eq!(report["v1_v2_disagree"], serde_json::json!([2]));
+}
