@@ -233,7 +233,10 @@ impl Layout {
 
     #[must_use]
     pub fn piece(&self, index: u64) -> Option<ValidPieceIndex> {
-        (index < self.piece_count).then(|| ValidPieceIndex(u32::try_from(index).unwrap_or(0)))
+        if index >= self.piece_count {
+            return None;
+        }
+        u32::try_from(index).ok().map(ValidPieceIndex)
     }
 
     /// The first global piece of file `file` and how many pieces it touches or owns.
