@@ -546,6 +546,22 @@ fn created_v1_torrents_match_mktorrent_and_read_in_transmission() {
         dir.path(),
     );
     assert_eq!(output.status.code(), Some(0));
+    let again = peerhash(
+        &[
+            "create",
+            good.join("payload").to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "-o",
+            ours.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing torrent is never replaced"
+    );
     tool(
         Command::new("mktorrent")
             .args(["-l", "15", "-p", "-s", "TEST", "-o"])

@@ -17,7 +17,8 @@ use crate::torrent::Version;
 pub struct Create {
     /// The file or directory to share.
     path: PathBuf,
-    /// Where to write the torrent (default: NAME.torrent in the current directory).
+    /// Where to write the torrent (default: NAME.torrent in the current directory); an existing
+    /// file is never replaced.
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// A v1 torrent (BEP 3), the default: every client and tool reads it.
@@ -112,8 +113,18 @@ impl Create {
             bar.inc(n);
         })?;
         bar.finish_and_clear();
-        std::fs::write(&output, &created.bytes)
-            .with_context(|| format!("writing {}", output.display()))?;
+        // Never overwrite: a mistyped -o must not clobber data.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&output)
+            .and_then(|mut file| file.write_all(&created.bytes))
+            .with_context(|| {
+                format!(
+                    "writing {} (an existing file is never replaced)",
+                    output.display()
+                )
+            })?;
         let meta = &created.meta;
         let report = CreateReport {
             output: output.display().to_string(),
