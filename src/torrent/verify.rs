@@ -184,8 +184,8 @@ fn check_v1(meta: &Metainfo, piece: &PieceResult) -> bool {
 fn check_v2(meta: &Metainfo, piece: &PieceResult) -> bool {
     let file = &meta.layout.files[piece.file];
     let Some(root) = file.pieces_root else {
-        // A piece of pad bytes only, or of a file without a root: nothing v2 to check.
-        return !file.pad || piece.v1.is_some();
+        // A piece of pad bytes only (a malformed hybrid): nothing v2 to check, v1 decides.
+        return true;
     };
     let Some(got) = piece.v2 else {
         return false;
