@@ -4,3 +4,4 @@ pub mod cli;
 pub mod hash;
 pub mod mining;
 pub mod selftest;
+pub mod torrent;

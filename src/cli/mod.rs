@@ -1,11 +1,15 @@
 //! The `peerhash` command line: one file per subcommand, each a clap struct with `run`.
 
 mod bench;
+mod create;
 mod devices;
 mod hash;
+mod info;
 mod progress;
 mod scan;
 mod selftest;
+mod size;
+mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,6 +33,9 @@ enum Command {
     Scan(scan::Scan),
     Selftest(selftest::Selftest),
     Bench(bench::Bench),
+    Verify(verify::Verify),
+    Create(create::Create),
+    Info(info::Info),
 }
 
 /// `--backend`, shared by every subcommand that hashes.
@@ -80,6 +87,9 @@ pub fn main() -> ExitCode {
         Command::Scan(cmd) => cmd.run(),
         Command::Selftest(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
+        Command::Verify(cmd) => cmd.run(),
+        Command::Create(cmd) => cmd.run(),
+        Command::Info(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,112 @@
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::torrent::magnet::magnet_link;
+use crate::torrent::metainfo::MAX_TORRENT_BYTES;
+use crate::torrent::{Metainfo, Version};
+
+/// Show a .torrent file: name, size, files, pieces, info hashes and magnet link.
+#[derive(Debug, clap::Args)]
+pub struct Info {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct InfoReport<'a> {
+    name: &'a str,
+    version: Version,
+    total_size: u64,
+    piece_length: u64,
+    pieces: u64,
+    info_hash_v1: Option<String>,
+    info_hash_v2: Option<String>,
+    magnet: String,
+    private: bool,
+    trackers: &'a [String],
+    comment: Option<&'a str>,
+    files: Vec<InfoFile>,
+}
+
+#[derive(serde::Serialize)]
+struct InfoFile {
+    path: String,
+    length: u64,
+}
+
+/// Reads and parses a torrent file, refusing huge ones before reading them.
+pub fn load(path: &Path) -> anyhow::Result<Metainfo> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TORRENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    Metainfo::from_bytes(&bytes).with_context(|| format!("{}: invalid torrent", path.display()))
+}
+
+impl Info {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let meta = load(&self.torrent)?;
+        let report = InfoReport {
+            name: &meta.name,
+            version: meta.version,
+            total_size: meta.layout.content_length(),
+            piece_length: meta.layout.piece_length,
+            pieces: meta.layout.piece_count(),
+            info_hash_v1: meta.info_hash_v1().map(hex::encode),
+            info_hash_v2: meta.info_hash_v2().map(hex::encode),
+            magnet: magnet_link(&meta),
+            private: meta.private,
+            trackers: &meta.trackers,
+            comment: meta.comment.as_deref(),
+            files: meta
+                .layout
+                .files
+                .iter()
+                .filter(|f| !f.pad)
+                .map(|f| InfoFile {
+                    path: f.path.to_string(),
+                    length: f.length,
+                })
+                .collect(),
+        };
+        if self.json {
+            super::print_json(&report)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "name:         {}", report.name)?;
+        writeln!(out, "version:      {:?}", report.version)?;
+        writeln!(out, "total size:   {} bytes", report.total_size)?;
+        writeln!(
+            out,
+            "pieces:       {} of {} bytes",
+            report.pieces, report.piece_length
+        )?;
+        if let Some(v1) = &report.info_hash_v1 {
+            writeln!(out, "info hash v1: {v1}")?;
+        }
+        if let Some(v2) = &report.info_hash_v2 {
+            writeln!(out, "info hash v2: {v2}")?;
+        }
+        writeln!(out, "private:      {}", report.private)?;
+        for tracker in report.trackers {
+            writeln!(out, "tracker:      {tracker}")?;
+        }
+        if let Some(comment) = report.comment {
+            writeln!(out, "comment:      {comment}")?;
+        }
+        writeln!(out, "magnet:       {}", report.magnet)?;
+        writeln!(out, "files:")?;
+        for file in &report.files {
+            writeln!(out, "  {:>14}  {}", file.length, file.path)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,88 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{progress, size, BackendArg};
+use crate::torrent::stream::DEFAULT_MEMORY;
+use crate::torrent::verify::{self, FileStatus, VerifyReport};
+
+pub const BYTES_TEMPLATE: &str =
+    "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}";
+
+/// Check data on disk against a .torrent file (v1, v2 or hybrid). Exit 0 all good, 1 bad or
+/// missing data, 2 an invalid torrent or usage.
+#[derive(Debug, clap::Args)]
+pub struct Verify {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// The save directory holding the torrent's `name`, or the content itself.
+    #[arg(default_value = ".")]
+    data: PathBuf,
+    #[command(flatten)]
+    backend: BackendArg,
+    /// Read buffers in flight (e.g. 64M, 1G): peak memory stays near this whatever the size.
+    #[arg(long, default_value_t = DEFAULT_MEMORY, value_parser = size::parse_size)]
+    memory: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Verify {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let meta = super::info::load(&self.torrent)?;
+        let backend = self.backend.open_resilient()?;
+        let paths = verify::locate(&meta, &self.data);
+        let bar = progress::bar(meta.layout.total_length(), self.json, BYTES_TEMPLATE);
+        let report = verify::verify(&meta, &paths, &*backend, self.memory, |n| bar.inc(n))?;
+        bar.finish_and_clear();
+        if self.json {
+            super::print_json(&report)?;
+        } else {
+            print_summary(&report)?;
+        }
+        Ok(if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+fn print_summary(report: &VerifyReport) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} ({:?}, {} pieces of {} bytes)",
+        report.name, report.version, report.pieces_total, report.piece_length
+    )?;
+    for file in report.files.iter().filter(|f| f.status != FileStatus::Ok) {
+        let status = serde_json::to_value(file.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        write!(out, "{status:>11}  {}", file.path)?;
+        if !file.bad_pieces.is_empty() {
+            write!(out, "  ({} bad pieces)", file.bad_pieces.len())?;
+        }
+        writeln!(out)?;
+    }
+    if !report.v1_v2_disagree.is_empty() {
+        writeln!(
+            out,
+            "v1 and v2 hashes disagree on pieces {:?}",
+            report.v1_v2_disagree
+        )?;
+    }
+    let mb = report.bytes_hashed as f64 / 1e6;
+    writeln!(
+        out,
+        "{} of {} pieces bad; hashed {mb:.1} MB in {:.2} s ({:.0} MB/s) on {}",
+        report.bad_pieces.len(),
+        report.pieces_total,
+        report.seconds,
+        mb / report.seconds.max(1e-9),
+        report.backend
+    )?;
+    writeln!(out, "{}", if report.ok { "OK" } else { "FAILED" })
+}
