@@ -58,10 +58,16 @@ pub fn is_real_gpu(device_type: wgpu::DeviceType) -> bool {
 /// CPU (lavapipe), with native APIs ahead of GL. Indices in `devices` follow this order.
 #[must_use]
 pub fn adapters() -> Vec<wgpu::Adapter> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        // GL compute is a poor fit and probing EGL only adds noise (and a second llvmpipe);
+        // `WGPU_BACKEND=gl` still asks for it.
+        descriptor.backends = wgpu::Backends::PRIMARY;
+    }
+    let backends = descriptor.backends;
+    let instance = wgpu::Instance::new(descriptor);
     let mut adapters: Vec<wgpu::Adapter> =
-        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        pollster::block_on(instance.enumerate_adapters(backends))
             .into_iter()
             .filter(|a| {
                 a.get_downlevel_capabilities()
