@@ -497,6 +497,64 @@ fn a_gpu_lost_during_verify_hands_over_to_the_cpu_with_the_same_verdict() {
 }
 
 #[test]
+fn a_directory_holding_one_file_stays_a_directory_torrent_in_every_format() {
+    // Found by a property test: hybrid once took such a tree for a single-file torrent. A
+    // v2-only torrent cannot say "a directory holding one file": libtorrent (and so peerhash)
+    // reads its one-entry file tree as a single-file torrent, found directly in the save path.
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("save");
+    fs::create_dir_all(save.join("album")).unwrap();
+    fs::write(save.join("album/only.bin"), bytes(3, 70_000)).unwrap();
+    for flag in ["--v1", "--v2", "--hybrid"] {
+        let torrent = dir.path().join(format!("one{flag}.torrent"));
+        let made = peerhash(
+            &[
+                "create",
+                save.join("album").to_str().unwrap(),
+                flag,
+                "--piece-size",
+                "16K",
+                "--json",
+                "-o",
+                torrent.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert_eq!(
+            made.status.code(),
+            Some(0),
+            "{flag}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let made = stdout_json(&made);
+        let save = if flag == "--v2" {
+            save.join("album")
+        } else {
+            save.clone()
+        };
+        let lt = stdout_json(&python(RECHECK_PY, &[&torrent, &save], dir.path()));
+        assert_eq!(made["info_hash_v1"], lt["v1"], "{flag}");
+        assert_eq!(made["info_hash_v2"], lt["v2"], "{flag}");
+        assert_eq!(lt["bad"], serde_json::json!([]), "{flag} {lt}");
+        let verified = peerhash(
+            &[
+                "verify",
+                torrent.to_str().unwrap(),
+                save.to_str().unwrap(),
+                "--json",
+            ],
+            dir.path(),
+        );
+        assert_eq!(verified.status.code(), Some(0), "{flag}");
+        assert_eq!(
+            file_status(&stdout_json(&verified), "only.bin"),
+            "ok",
+            "{flag}"
+        );
+    }
+}
+
+#[test]
 fn created_torrents_load_and_check_complete_in_libtorrent() {
     let (dir, good) = setup();
     fs::write(good.join("payload/.hidden"), b"hidden files are included").unwrap();

@@ -254,7 +254,7 @@ fn parse(top: &Dict<'_>, info: &Dict<'_>, raw_info: Vec<u8>) -> Result<Metainfo,
         if !piece_length.is_power_of_two() || piece_length < BLOCK_SIZE {
             return Err(MetainfoError::V2PieceLength(piece_length));
         }
-        Some(parse_file_tree(info, &name_path)?)
+        Some(parse_file_tree(info)?)
     } else {
         None
     };
@@ -401,24 +401,18 @@ fn parse_v1_files(
     Ok((files, false))
 }
 
-/// The v2 `file tree`, flattened in key order; a single top-level file is a single-file torrent.
-fn parse_file_tree(
-    info: &Dict<'_>,
-    name: &TorrentPath,
-) -> Result<(Vec<FileEntry>, bool), MetainfoError> {
+/// The v2 `file tree`, flattened in key order. A tree whose only entry is a file is a
+/// single-file torrent of that file, whatever `name` says: libtorrent reads it so, and a v2-only
+/// torrent has no other way to say "a directory holding one file" (hybrid torrents do: their v1
+/// `files` list decides).
+fn parse_file_tree(info: &Dict<'_>) -> Result<(Vec<FileEntry>, bool), MetainfoError> {
     let Some(Value::Dict(tree)) = get(info, "file tree") else {
         return Err(type_error("file tree", "a dictionary"));
     };
     let mut files = Vec::new();
     let mut prefix = Vec::new();
     walk_tree(tree, &mut prefix, &mut files)?;
-    let single = files.len() == 1 && files[0].path.components().len() == 1 && tree.len() == 1;
-    if single {
-        // BEP 52: a single-file torrent's tree holds one file, which must be named like `name`.
-        if files[0].path != *name {
-            files[0].path = name.clone();
-        }
-    }
+    let single = tree.len() == 1 && files.len() == 1 && files[0].path.components().len() == 1;
     Ok((files, single))
 }
 

@@ -57,10 +57,13 @@ pub struct VerifyReport {
 pub fn locate(meta: &Metainfo, data: &Path) -> Vec<PathBuf> {
     let files = &meta.layout.files;
     if meta.single_file {
+        // The file's own path: `name` for v1, the file tree's key for v2 (as libtorrent reads it).
         let path = if data.is_file() {
             data.to_path_buf()
         } else {
-            data.join(&meta.name)
+            files
+                .first()
+                .map_or_else(|| data.join(&meta.name), |f| f.path.under(data))
         };
         return files.iter().map(|_| path.clone()).collect();
     }
