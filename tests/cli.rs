@@ -331,3 +331,50 @@ fn wrong_nonces_from_the_gpu_are_hardware_errors_never_found() {
     assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32);
     assert_eq!(report["hw_errors"], 2);
 }
+
+#[test]
+fn several_devices_share_one_range_and_survive_one_failing() {
+    let args = [
+        "scan",
+        GENESIS,
+        "--start",
+        "2075000000",
+        "--count",
+        "12582912",
+        "--backend",
+        "gpu:0,cpu",
+        "--json",
+    ];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32, "{report}");
+    let devices = report["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2, "{report}");
+    let shared: u64 = devices.iter().map(|d| d["hashes"].as_u64().unwrap()).sum();
+    assert_eq!(
+        shared, 12_582_912,
+        "every nonce searched exactly once: {report}"
+    );
+
+    // The GPU is lost on its first slice: the CPU searches that slice again, and the rest.
+    let out = util::peerhash(&args)
+        .env("PEERHASH_FAULT_GPU", "fail-after:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32, "{report}");
+    assert_eq!(report["devices"][0]["failed"], true, "{report}");
+    assert_eq!(report["devices"][1]["failed"], false, "{report}");
+
+    for bad in ["gpu:0,auto", "cpu,", "all,cpu"] {
+        let out = run(&["scan", GENESIS, "--count", "1", "--backend", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("unknown backend"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+}

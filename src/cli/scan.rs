@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::{cpu, ScanJob, ScanOutcome};
+use crate::hash::{cpu, DeviceStats, ScanJob, ScanOutcome};
 use crate::mining::header::{display_hash, BlockHeader};
 use crate::mining::target;
 
@@ -48,6 +48,9 @@ struct Report {
     seconds: f64,
     backend: String,
     hw_errors: u64,
+    /// Per device, when several work together.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<DeviceStats>,
 }
 
 impl Scan {
@@ -101,10 +104,20 @@ impl Scan {
             seconds,
             backend: backend.name(),
             hw_errors: total.hw_errors,
+            devices: backend.device_stats(),
         };
         if self.json {
             super::print_json(&report)?;
         } else {
+            for d in &report.devices {
+                #[allow(clippy::cast_precision_loss)]
+                let rate = d.hashes as f64 / d.seconds.max(1e-9) / 1e6;
+                let failed = if d.failed { ", failed" } else { "" };
+                println!(
+                    "  {}: {} nonces, {rate:.2} MH/s, {} hardware errors{failed}",
+                    d.name, d.hashes, d.hw_errors
+                );
+            }
             for f in &report.found {
                 println!("nonce {} (0x{:08x})  hash {}", f.nonce, f.nonce, f.hash);
             }

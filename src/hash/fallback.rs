@@ -98,6 +98,10 @@ impl Backend for FallbackBackend {
         self.primary.set_intensity(intensity);
     }
 
+    fn device_stats(&self) -> Vec<super::DeviceStats> {
+        self.primary.device_stats()
+    }
+
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
         self.run(|b| b.scan(job))
     }

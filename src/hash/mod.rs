@@ -4,11 +4,13 @@
 pub mod cpu;
 mod fallback;
 pub mod gpu;
+mod multi;
 mod select;
 
 use std::fmt;
 
 pub use fallback::FallbackBackend;
+pub use multi::{DeviceStats, MultiBackend};
 pub use select::{open_backend, open_resilient_backend, BackendChoice, BackendChoiceError};
 
 /// A SHA-1 digest (BitTorrent v1 piece hash).
@@ -185,6 +187,11 @@ pub trait Backend: Send + Sync {
 
     /// Fixes the nonces per device dispatch at `2^intensity` (GPU only; the CPU ignores it).
     fn set_intensity(&self, _intensity: u8) {}
+
+    /// Per-device counters for backends made of several devices; empty for a single device.
+    fn device_stats(&self) -> Vec<DeviceStats> {
+        Vec::new()
+    }
 
     /// Searches a nonce range; every reported nonce has passed the CPU re-check.
     ///

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::cpu::CpuBackend;
 use super::gpu::{self, GpuBackend};
-use super::{Backend, BackendKind, FallbackBackend, HashError};
+use super::{Backend, BackendKind, FallbackBackend, HashError, MultiBackend};
 
 /// Which backend the user asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,12 +21,16 @@ pub enum BackendChoice {
     GpuIndex(usize),
     /// The first adapter whose name contains this text, ignoring case.
     GpuName(String),
+    /// Every real GPU and the CPU together.
+    All,
+    /// Several devices together, e.g. `gpu:0,cpu`.
+    List(Vec<BackendChoice>),
 }
 
 /// A backend that could not be chosen or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendChoiceError {
-    #[error("unknown backend {0:?}: expected auto, cpu, gpu, gpu:INDEX or gpu:NAME")]
+    #[error("unknown backend {0:?}: expected auto, cpu, gpu, gpu:INDEX, gpu:NAME, all, or a comma-separated list such as gpu:0,cpu")]
     Unknown(String),
     #[error("no GPU adapter found (is a Vulkan, Metal or DX12 driver installed? `peerhash devices` lists what wgpu sees)")]
     NoAdapter,
@@ -40,7 +44,20 @@ impl FromStr for BackendChoice {
     type Err = BackendChoiceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains(',') {
+            let choices = s
+                .split(',')
+                .map(|part| match part.trim().parse()? {
+                    Self::Auto | Self::All | Self::List(_) => {
+                        Err(BackendChoiceError::Unknown(s.to_owned()))
+                    }
+                    choice => Ok(choice),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Self::List(choices));
+        }
         match s {
+            "all" => Ok(Self::All),
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "gpu" => Ok(Self::Gpu),
@@ -66,6 +83,11 @@ impl std::fmt::Display for BackendChoice {
             Self::Gpu => f.write_str("gpu"),
             Self::GpuIndex(i) => write!(f, "gpu:{i}"),
             Self::GpuName(name) => write!(f, "gpu:{name}"),
+            Self::All => f.write_str("all"),
+            Self::List(choices) => {
+                let parts: Vec<String> = choices.iter().map(ToString::to_string).collect();
+                f.write_str(&parts.join(","))
+            }
         }
     }
 }
@@ -81,7 +103,7 @@ impl BackendChoice {
     ) -> Result<Option<usize>, BackendChoiceError> {
         let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(wgpu::Adapter::get_info).collect();
         match self {
-            Self::Cpu => Ok(None),
+            Self::Cpu | Self::All | Self::List(_) => Ok(None),
             Self::Auto => Ok(infos
                 .iter()
                 .position(|i| gpu::context::is_real_gpu(i.device_type))),
@@ -110,8 +132,17 @@ impl BackendChoice {
 /// # Errors
 /// An explicit GPU choice that is not there or does not open.
 pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendChoiceError> {
-    if *choice == BackendChoice::Cpu {
-        return Ok(Arc::new(CpuBackend::new(None)?));
+    match choice {
+        BackendChoice::Cpu => return Ok(Arc::new(CpuBackend::new(None)?)),
+        BackendChoice::All => return open_all(),
+        BackendChoice::List(choices) => {
+            let devices = choices
+                .iter()
+                .map(open_backend)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Arc::new(MultiBackend::new(devices)));
+        }
+        _ => {}
     }
     let adapters = gpu::adapters();
     let Some(index) = choice.adapter_index(&adapters)? else {
@@ -144,4 +175,24 @@ pub fn open_resilient_backend(
         backend,
         CpuBackend::new(None)?,
     )))
+}
+
+/// Every real GPU (software adapters such as lavapipe only when listed by name) and the CPU.
+fn open_all() -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    let mut devices: Vec<Arc<dyn Backend>> = Vec::new();
+    for (index, adapter) in gpu::adapters().iter().enumerate() {
+        if !gpu::context::is_real_gpu(adapter.get_info().device_type) {
+            continue;
+        }
+        match GpuBackend::open(index, adapter) {
+            Ok(gpu) => devices.push(Arc::new(gpu)),
+            Err(e) => tracing::warn!("{e}; going on without it"),
+        }
+    }
+    devices.push(Arc::new(CpuBackend::new(None)?));
+    Ok(if devices.len() == 1 {
+        devices.remove(0)
+    } else {
+        Arc::new(MultiBackend::new(devices))
+    })
 }

@@ -1,0 +1,227 @@
+//! Several devices at once (`--backend all` or a list such as `gpu:0,cpu`): a nonce range is
+//! shared out slice by slice from one cursor, so each device takes work at its own pace, and a
+//! device that fails drops out while the others finish its slice.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use super::{
+    Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
+};
+
+/// What one device has done so far.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceStats {
+    pub name: String,
+    /// Nonces searched.
+    pub hashes: u64,
+    /// Seconds spent searching.
+    pub seconds: f64,
+    pub hw_errors: u64,
+    /// Dropped after a device error.
+    pub failed: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    hashes: AtomicU64,
+    busy_nanos: AtomicU64,
+    hw_errors: AtomicU64,
+    failed: AtomicBool,
+}
+
+/// Devices working together.
+pub struct MultiBackend {
+    devices: Vec<(Arc<dyn Backend>, Counters)>,
+}
+
+impl MultiBackend {
+    /// # Panics
+    /// With no devices: a caller bug, since every choice opens at least one.
+    #[must_use]
+    pub fn new(devices: Vec<Arc<dyn Backend>>) -> Self {
+        assert!(!devices.is_empty(), "MultiBackend needs a device");
+        Self {
+            devices: devices
+                .into_iter()
+                .map(|d| (d, Counters::default()))
+                .collect(),
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &(Arc<dyn Backend>, Counters)> {
+        self.devices
+            .iter()
+            .filter(|(_, c)| !c.failed.load(Ordering::Relaxed))
+    }
+
+    fn fail(&self, counters: &Counters, device: &dyn Backend, error: &HashError) {
+        if !counters.failed.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{}: {error}; the other devices go on", device.name());
+        }
+    }
+
+    /// Bulk work goes to the first device that is still working.
+    fn first_live<T>(
+        &self,
+        work: impl Fn(&dyn Backend) -> Result<T, HashError>,
+    ) -> Result<T, HashError> {
+        let mut last = None;
+        for (device, counters) in self.live() {
+            match work(&**device) {
+                Err(e @ HashError::Gpu { .. }) => {
+                    self.fail(counters, &**device, &e);
+                    last = Some(e);
+                }
+                result => return result,
+            }
+        }
+        Err(last.unwrap_or_else(|| self.all_failed()))
+    }
+
+    fn all_failed(&self) -> HashError {
+        HashError::Gpu {
+            adapter: self.name(),
+            message: "every device has failed".to_owned(),
+        }
+    }
+
+    /// Searches slices taken from `cursor` on one device until the range is done.
+    fn drain(
+        &self,
+        (device, counters): &(Arc<dyn Backend>, Counters),
+        job: &ScanJob,
+        cursor: &AtomicU64,
+        orphans: &Mutex<Vec<(u64, u64)>>,
+        total: &Mutex<ScanOutcome>,
+    ) {
+        let end = u64::from(job.start) + job.count;
+        loop {
+            let slice = device.scan_slice().max(1);
+            let first = cursor.fetch_add(slice, Ordering::Relaxed);
+            if first >= end {
+                return;
+            }
+            let count = slice.min(end - first);
+            let part = job.sub_range(u32::try_from(first).expect("below 2^32"), count);
+            let started = Instant::now();
+            match device.scan(&part) {
+                Ok(outcome) => {
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    counters.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+                    counters.hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
+                    counters
+                        .hw_errors
+                        .fetch_add(outcome.hw_errors, Ordering::Relaxed);
+                    let mut total = total.lock().unwrap_or_else(PoisonError::into_inner);
+                    total.found.extend(outcome.found);
+                    total.hw_errors += outcome.hw_errors;
+                }
+                Err(e) => {
+                    self.fail(counters, &**device, &e);
+                    orphans
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((first, count));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Backend for MultiBackend {
+    fn name(&self) -> String {
+        let names: Vec<String> = self.live().map(|(d, _)| d.name()).collect();
+        format!("{} devices: {}", names.len(), names.join(" + "))
+    }
+
+    fn kind(&self) -> BackendKind {
+        if self.live().any(|(d, _)| d.kind() == BackendKind::Gpu) {
+            BackendKind::Gpu
+        } else {
+            BackendKind::Cpu
+        }
+    }
+
+    fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
+        self.first_live(|b| b.sha1_pieces(data, piece_len))
+    }
+
+    fn sha256_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha256Digest>, HashError> {
+        self.first_live(|b| b.sha256_pieces(data, piece_len))
+    }
+
+    fn sha256_pairs(&self, nodes: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
+        self.first_live(|b| b.sha256_pairs(nodes))
+    }
+
+    fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
+        self.first_live(|b| b.digest_messages(algo, messages))
+    }
+
+    fn scan_slice(&self) -> u64 {
+        self.live().map(|(d, _)| d.scan_slice()).sum::<u64>().max(1)
+    }
+
+    fn tune(&self, target: std::time::Duration) -> Result<Option<u32>, HashError> {
+        let mut first = None;
+        for (device, counters) in self.live() {
+            match device.tune(target) {
+                Ok(batch) => first = first.or(batch),
+                Err(e) => self.fail(counters, &**device, &e),
+            }
+        }
+        Ok(first)
+    }
+
+    fn set_intensity(&self, intensity: u8) {
+        for (device, _) in self.live() {
+            device.set_intensity(intensity);
+        }
+    }
+
+    fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
+        let total = Mutex::new(ScanOutcome::default());
+        let mut pending = vec![(u64::from(job.start), job.count)];
+        // Slices a failed device was holding go round again on the devices still working.
+        while let Some((start, count)) = pending.pop() {
+            let job = job.sub_range(u32::try_from(start).expect("below 2^32"), count);
+            let cursor = AtomicU64::new(start);
+            let orphans = Mutex::new(Vec::new());
+            let live: Vec<_> = self.live().collect();
+            if live.is_empty() {
+                return Err(self.all_failed());
+            }
+            std::thread::scope(|scope| {
+                for device in live {
+                    let (job, cursor, orphans, total) = (&job, &cursor, &orphans, &total);
+                    scope.spawn(move || self.drain(device, job, cursor, orphans, total));
+                }
+            });
+            pending.extend(orphans.into_inner().unwrap_or_else(PoisonError::into_inner));
+        }
+        let mut total = total.into_inner().unwrap_or_else(PoisonError::into_inner);
+        total.found.sort_unstable();
+        total.hashes = job.count;
+        Ok(total)
+    }
+
+    fn device_stats(&self) -> Vec<DeviceStats> {
+        self.devices
+            .iter()
+            .map(|(device, c)| {
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = c.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                DeviceStats {
+                    name: device.name(),
+                    hashes: c.hashes.load(Ordering::Relaxed),
+                    seconds,
+                    hw_errors: c.hw_errors.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
