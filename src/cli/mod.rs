@@ -3,6 +3,7 @@
 mod bench;
 mod devices;
 mod hash;
+mod mine;
 mod progress;
 mod scan;
 mod selftest;
@@ -29,6 +30,7 @@ enum Command {
     Scan(scan::Scan),
     Selftest(selftest::Selftest),
     Bench(bench::Bench),
+    Mine(mine::Mine),
 }
 
 /// `--backend`, shared by every subcommand that hashes.
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Scan(cmd) => cmd.run(),
         Command::Selftest(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
+        Command::Mine(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

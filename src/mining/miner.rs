@@ -1,0 +1,438 @@
+//! The miner loop: work source -> current job -> nonce ranges on the backend (found nonces
+//! are already re-checked on the CPU) -> submit queue, abandoning work as soon as new work
+//! arrives. One hashing thread; the calling thread drives the work source.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::job::{Job, Solution};
+use super::source::{SourceError, SourceEvent, WorkSource};
+use super::target;
+use crate::hash::{Backend, ScanJob};
+
+/// Nonces per scan adapt so that one scan takes about this long: short enough to drop stale
+/// work quickly, long enough to keep a GPU busy.
+const SCAN_GOAL: Duration = Duration::from_millis(30);
+const FIRST_SCAN: u64 = 1 << 14;
+const MIN_SCAN: u64 = 1 << 10;
+/// A pool share target at a silly difficulty could make every nonce a winner: report at most
+/// this many per scan.
+const MAX_FOUND_PER_SCAN: usize = 64;
+const POLL_STEP: Duration = Duration::from_millis(20);
+
+/// When to stop and which test hooks to run.
+#[derive(Clone, Debug, Default)]
+pub struct MinerConfig {
+    pub blocks: Option<u64>,
+    pub shares: Option<u64>,
+    pub duration: Option<Duration>,
+    pub status_every: Option<Duration>,
+    /// Test hook: submit one solution that does not meet the target, to see it rejected.
+    pub submit_bad_share: bool,
+}
+
+/// Counters reported in status lines and at the end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub hashes: u64,
+    pub found: u64,
+    pub accepted: u64,
+    pub blocks: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub hw_errors: u64,
+}
+
+/// One thing worth telling a user or a script about; `--json` prints each as one line.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MinerEvent {
+    Connected {
+        url: String,
+    },
+    Disconnected {
+        url: String,
+        reason: String,
+    },
+    NewJob {
+        job: String,
+        clean: bool,
+        height: Option<u64>,
+        /// The target solutions must meet, 64 hex digits, most significant first.
+        target: String,
+    },
+    /// The hashing thread started on a job (measures the reaction time to new work).
+    Hashing {
+        job: String,
+    },
+    Difficulty {
+        difficulty: f64,
+    },
+    Found {
+        job: String,
+        nonce: u32,
+        hash: String,
+        forced_bad: bool,
+    },
+    Accepted {
+        job: String,
+        nonce: u32,
+        hash: String,
+        block: bool,
+    },
+    Rejected {
+        job: String,
+        nonce: u32,
+        hash: String,
+        reason: String,
+        stale: bool,
+    },
+    Status {
+        url: String,
+        device: String,
+        /// Hashes per second since the previous status line.
+        hashrate: f64,
+        difficulty: Option<f64>,
+        #[serde(flatten)]
+        stats: Stats,
+    },
+    Summary {
+        url: String,
+        device: String,
+        seconds: f64,
+        /// Average hashes per second over the whole run.
+        hashrate: f64,
+        #[serde(flatten)]
+        stats: Stats,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// An event with its wall-clock time (seconds since the Unix epoch).
+#[derive(Clone, Debug, Serialize)]
+pub struct Timed {
+    pub time: f64,
+    #[serde(flatten)]
+    pub event: MinerEvent,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The job being hashed, with a generation number that changes with every new job.
+struct Current {
+    generation: u64,
+    job: Option<Arc<Job>>,
+}
+
+struct Shared {
+    current: Mutex<Current>,
+    changed: Condvar,
+    generation: AtomicU64,
+    stop: AtomicBool,
+    hashes: AtomicU64,
+    hw_errors: AtomicU64,
+}
+
+enum FromHasher {
+    Started(String),
+    Found(Solution),
+    Failed(String),
+}
+
+/// Hashes the current job until a new one arrives or it is used up.
+fn hash_loop(shared: &Shared, backend: &dyn Backend, out: &Sender<FromHasher>) {
+    let mut scan_size = FIRST_SCAN;
+    let mut done_generation = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (generation, job) = {
+            let mut current = shared
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            while (current.job.is_none() || current.generation == done_generation)
+                && !shared.stop.load(Ordering::Relaxed)
+            {
+                current = shared
+                    .changed
+                    .wait_timeout(current, Duration::from_millis(100))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            match &current.job {
+                Some(job) => (current.generation, Arc::clone(job)),
+                None => return,
+            }
+        };
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        done_generation = generation;
+        let _ = out.send(FromHasher::Started(job.id.clone()));
+        let words = target::words(job.target);
+        let stale = || {
+            shared.generation.load(Ordering::Relaxed) != generation
+                || shared.stop.load(Ordering::Relaxed)
+        };
+        'rolls: for roll in 0..job.roll_space() {
+            let Some(header) = job.header(roll) else {
+                break;
+            };
+            let mut next: u64 = 0;
+            while next < 1 << 32 {
+                if stale() {
+                    break 'rolls;
+                }
+                let count = scan_size.min((1 << 32) - next);
+                let scan = ScanJob::new(&header, next, count, words).expect("range inside 2^32");
+                let started = Instant::now();
+                let outcome = match backend.scan(&scan) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        let _ = out.send(FromHasher::Failed(e.to_string()));
+                        thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                let took = started.elapsed();
+                if took < SCAN_GOAL / 2 {
+                    scan_size = (scan_size * 2).min(1 << 32);
+                } else if took > SCAN_GOAL * 2 {
+                    scan_size = (scan_size / 2).max(MIN_SCAN);
+                }
+                shared.hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
+                shared
+                    .hw_errors
+                    .fetch_add(outcome.hw_errors, Ordering::Relaxed);
+                let limit = if job.solo { 1 } else { MAX_FOUND_PER_SCAN };
+                for &nonce in outcome.found.iter().take(limit) {
+                    let _ = out.send(FromHasher::Found(Solution::new(
+                        Arc::clone(&job),
+                        roll,
+                        header,
+                        nonce,
+                    )));
+                }
+                if job.solo && !outcome.found.is_empty() {
+                    // The block ends this job; wait for the work built on it.
+                    break 'rolls;
+                }
+                next += count;
+            }
+        }
+    }
+}
+
+/// A solution for `job` that does not meet its target (the forced-bad-share test hook).
+fn bad_solution(job: &Arc<Job>) -> Option<Solution> {
+    let header = job.header(0)?;
+    (0..1000u32)
+        .map(|nonce| Solution::new(Arc::clone(job), 0, header, nonce))
+        .find(|s| !s.meets_target())
+}
+
+/// Runs until a limit in `config` is reached or `interrupt` is set; `emit` sees every event.
+///
+/// # Errors
+/// A fatal work source problem (bad credentials, an address the node refuses, bad work).
+pub fn run(
+    source: &mut dyn WorkSource,
+    backend: Arc<dyn Backend>,
+    config: &MinerConfig,
+    interrupt: &AtomicBool,
+    mut emit: impl FnMut(Timed),
+) -> Result<Stats, SourceError> {
+    let shared = Arc::new(Shared {
+        current: Mutex::new(Current {
+            generation: 0,
+            job: None,
+        }),
+        changed: Condvar::new(),
+        generation: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        hashes: AtomicU64::new(0),
+        hw_errors: AtomicU64::new(0),
+    });
+    let (tx, rx): (Sender<FromHasher>, Receiver<FromHasher>) = mpsc::channel();
+    let hasher = {
+        let shared = Arc::clone(&shared);
+        let backend = Arc::clone(&backend);
+        thread::Builder::new()
+            .name("peerhash-miner".into())
+            .spawn(move || hash_loop(&shared, backend.as_ref(), &tx))
+            .expect("spawning a thread")
+    };
+    let mut emit = |event: MinerEvent| emit(Timed { time: now(), event });
+    let device = backend.name();
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let mut live_jobs: HashSet<String> = HashSet::new();
+    let mut bad_share_sent = !config.submit_bad_share;
+    let mut last_status = (Instant::now(), 0u64);
+    let result = loop {
+        if interrupt.load(Ordering::Relaxed)
+            || config.blocks.is_some_and(|n| stats.blocks >= n)
+            || config
+                .shares
+                .is_some_and(|n| stats.accepted - stats.blocks >= n)
+            || config.duration.is_some_and(|d| started.elapsed() >= d)
+        {
+            break Ok(());
+        }
+        let events = match source.poll(POLL_STEP) {
+            Ok(events) => events,
+            Err(e) => break Err(e),
+        };
+        for event in events {
+            match event {
+                SourceEvent::NewJob { job, clean } => {
+                    if clean {
+                        live_jobs.clear();
+                    }
+                    live_jobs.insert(job.id.clone());
+                    emit(MinerEvent::NewJob {
+                        job: job.id.clone(),
+                        clean,
+                        height: job.height,
+                        target: target::display(job.target),
+                    });
+                    if !bad_share_sent {
+                        if let Some(solution) = bad_solution(&job) {
+                            bad_share_sent = true;
+                            emit(found_event(&solution, true));
+                            source.submit(solution);
+                        }
+                    }
+                    let mut current = shared
+                        .current
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    current.generation += 1;
+                    current.job = Some(job);
+                    shared
+                        .generation
+                        .store(current.generation, Ordering::Relaxed);
+                    shared.changed.notify_all();
+                }
+                SourceEvent::Accepted { solution } => {
+                    stats.accepted += 1;
+                    if solution.job.solo {
+                        stats.blocks += 1;
+                    }
+                    emit(MinerEvent::Accepted {
+                        job: solution.job.id.clone(),
+                        nonce: solution.nonce(),
+                        hash: solution.header.block_hash().to_string(),
+                        block: solution.job.solo,
+                    });
+                }
+                SourceEvent::Rejected {
+                    solution,
+                    reason,
+                    stale,
+                } => {
+                    if stale {
+                        stats.stale += 1;
+                    } else {
+                        stats.rejected += 1;
+                    }
+                    emit(rejected_event(&solution, reason, stale));
+                }
+                SourceEvent::Connected { url } => {
+                    live_jobs.clear();
+                    emit(MinerEvent::Connected { url });
+                }
+                SourceEvent::Disconnected { url, reason } => {
+                    emit(MinerEvent::Disconnected { url, reason })
+                }
+                SourceEvent::Difficulty { difficulty } => {
+                    emit(MinerEvent::Difficulty { difficulty })
+                }
+            }
+        }
+        while let Ok(message) = rx.try_recv() {
+            match message {
+                FromHasher::Started(job) => emit(MinerEvent::Hashing { job }),
+                FromHasher::Failed(message) => emit(MinerEvent::Error { message }),
+                FromHasher::Found(solution) => {
+                    stats.found += 1;
+                    emit(found_event(&solution, false));
+                    if live_jobs.contains(&solution.job.id) {
+                        source.submit(solution);
+                    } else {
+                        stats.stale += 1;
+                        emit(rejected_event(
+                            &solution,
+                            "job replaced before submit".into(),
+                            true,
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(every) = config.status_every {
+            if last_status.0.elapsed() >= every {
+                let hashes = shared.hashes.load(Ordering::Relaxed);
+                #[allow(clippy::cast_precision_loss)]
+                let hashrate =
+                    (hashes - last_status.1) as f64 / last_status.0.elapsed().as_secs_f64();
+                last_status = (Instant::now(), hashes);
+                stats.hashes = hashes;
+                stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
+                emit(MinerEvent::Status {
+                    url: source.url(),
+                    device: device.clone(),
+                    hashrate,
+                    difficulty: source.difficulty(),
+                    stats: stats.clone(),
+                });
+            }
+        }
+    };
+    shared.stop.store(true, Ordering::Relaxed);
+    shared.changed.notify_all();
+    let _ = hasher.join();
+    stats.hashes = shared.hashes.load(Ordering::Relaxed);
+    stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let hashrate = stats.hashes as f64 / seconds.max(1e-9);
+    emit(MinerEvent::Summary {
+        url: source.url(),
+        device,
+        seconds,
+        hashrate,
+        stats: stats.clone(),
+    });
+    result.map(|()| stats)
+}
+
+fn found_event(solution: &Solution, forced_bad: bool) -> MinerEvent {
+    MinerEvent::Found {
+        job: solution.job.id.clone(),
+        nonce: solution.nonce(),
+        hash: solution.header.block_hash().to_string(),
+        forced_bad,
+    }
+}
+
+fn rejected_event(solution: &Solution, reason: String, stale: bool) -> MinerEvent {
+    MinerEvent::Rejected {
+        job: solution.job.id.clone(),
+        nonce: solution.nonce(),
+        hash: solution.header.block_hash().to_string(),
+        reason,
+        stale,
+    }
+}
