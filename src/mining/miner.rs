@@ -234,12 +234,15 @@ fn hash_loop(shared: &Shared, backend: &dyn Backend, out: &Sender<FromHasher>) {
     }
 }
 
-/// A solution for `job` that does not meet its target (the forced-bad-share test hook).
+/// A solution for `job` that meets neither its target nor the block target (the
+/// forced-bad-share test hook; some pools accept anything under the block target).
 fn bad_solution(job: &Arc<Job>) -> Option<Solution> {
     let header = job.header(0)?;
-    (0..1000u32)
+    let block_target =
+        target::from_bits(u32::from_le_bytes(header[72..76].try_into().ok()?)).ok()?;
+    (0..10_000u32)
         .map(|nonce| Solution::new(Arc::clone(job), 0, header, nonce))
-        .find(|s| !s.meets_target())
+        .find(|s| !s.meets_target() && !block_target.is_met_by(s.header.block_hash()))
 }
 
 /// Runs until a limit in `config` is reached or `interrupt` is set; `emit` sees every event.
