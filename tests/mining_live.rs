@@ -8,6 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -223,9 +224,11 @@ impl Pool {
     }
 }
 
-/// `peerhash mine` with `--json`, its events parsed.
+/// `peerhash mine` with `--json`; its events are collected live as they are printed.
 struct Miner {
     child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 fn miner_command(args: &[&str]) -> Command {
@@ -239,46 +242,65 @@ fn miner_command(args: &[&str]) -> Command {
 
 impl Miner {
     fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let child = miner_command(args)
+        let mut child = miner_command(args)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting peerhash");
-        Self { child }
+        let stdout = child.stdout.take().expect("piped stdout");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+                sink.lock().expect("events").push(event);
+            }
+        });
+        Self {
+            child,
+            events,
+            reader: Some(reader),
+        }
     }
 
-    /// Waits up to `limit` for the miner to exit; returns its events and stderr.
+    fn events(&self) -> Vec<Value> {
+        self.events.lock().expect("events").clone()
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.events().iter().filter(|e| e["event"] == kind).count()
+    }
+
+    /// Waits up to `limit` for the miner to exit successfully; returns its events and stderr.
     fn finish(mut self, limit: Duration) -> (Vec<Value>, String) {
         let start = Instant::now();
-        loop {
-            if self.child.try_wait().expect("waiting").is_some() {
-                break;
-            }
+        while self.child.try_wait().expect("waiting").is_none() {
             if start.elapsed() > limit {
                 let _ = self.child.kill();
-                let output = self.child.wait_with_output().expect("output");
+                let _ = self.child.wait();
                 panic!(
-                    "peerhash mine ran past {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
+                    "peerhash mine ran past {limit:?}; events: {:?}",
+                    self.events()
                 );
             }
             thread::sleep(Duration::from_millis(50));
         }
-        let output = self.child.wait_with_output().expect("output");
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("reader");
+        }
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+        }
+        let status = self.child.wait().expect("status");
         assert!(
-            output.status.success(),
-            "peerhash mine failed: {}\nstdout:\n{}\nstderr:\n{stderr}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout)
+            status.success(),
+            "peerhash mine failed: {status}\nevents: {:?}\nstderr:\n{stderr}",
+            self.events()
         );
-        let events = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect();
-        (events, stderr)
+        (self.events(), stderr)
     }
 
     /// Ctrl-C, as a user would: the miner must exit cleanly after reporting.
@@ -288,6 +310,13 @@ impl Miner {
             .status()
             .expect("kill -INT");
         assert!(status.success());
+    }
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -447,4 +476,277 @@ fn stratum_shares_are_accepted_and_a_bad_share_is_rejected() {
         !text.contains("secret-pass"),
         "the password leaked into the output"
     );
+}
+
+/// Seconds since the Unix epoch, the clock the miner's events use.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+#[test]
+fn solo_miner_survives_a_node_restart_during_long_poll() {
+    if !harness_ready() {
+        return;
+    }
+    let node = Node::start();
+    let url = node.url();
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--pass",
+            API_KEY,
+            "--mode",
+            "getwork",
+            "--duration",
+            "90",
+            "--backend",
+            "cpu",
+        ],
+        &[],
+    );
+    wait_for(Duration::from_secs(30), "blocks on the first node", || {
+        node.height() >= 3
+    });
+    // An outside block: the long poll wakes and the miner moves to work on top of it.
+    let generated = unix_now();
+    node.rpc("generatetoaddress", json!([1, ADDRESS]));
+    // Killing the node ends the pending long poll without an answer; a restart is at height 0.
+    let node = node.restart();
+    wait_for(
+        Duration::from_secs(30),
+        "blocks on the restarted node",
+        || node.height() >= 3,
+    );
+    miner.interrupt();
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    assert!(
+        !events(&all, "disconnected").is_empty(),
+        "no disconnect seen"
+    );
+    assert!(events(&all, "connected").len() >= 2, "no reconnect");
+    assert!(summary(&all)["blocks"].as_u64() >= Some(6));
+    if let Some(hashing) = events(&all, "hashing")
+        .iter()
+        .find(|e| e["time"].as_f64() > Some(generated))
+    {
+        let ms = (hashing["time"].as_f64().unwrap_or(0.0) - generated) * 1000.0;
+        eprintln!("getwork: hashing new work {ms:.1} ms after generatetoaddress was sent");
+    }
+}
+
+#[test]
+fn pool_miner_follows_clean_jobs_and_survives_a_pool_restart() {
+    if !harness_ready() {
+        return;
+    }
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = pool.url();
+    let miner = Miner::spawn(
+        &["--url", &url, "--duration", "90", "--backend", "cpu"],
+        &[],
+    );
+    wait_for(Duration::from_secs(30), "shares on the first pool", || {
+        pool.accepted() >= 2
+    });
+    // A new block: the pool sends mining.notify with clean_jobs and the miner switches to it.
+    let jobs_before = miner.count("new_job");
+    let generated = unix_now();
+    node.rpc("generatetoaddress", json!([1, ADDRESS]));
+    wait_for(Duration::from_secs(10), "a clean job", || {
+        miner.events()[..]
+            .iter()
+            .skip(0)
+            .filter(|e| e["event"] == "new_job")
+            .count()
+            > jobs_before
+    });
+    let clean = miner
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "new_job")
+        .nth(jobs_before)
+        .expect("the new job");
+    assert_eq!(clean["clean"], true, "{clean}");
+    let job = clean["job"].clone();
+    wait_for(Duration::from_secs(10), "hashing the clean job", || {
+        miner
+            .events()
+            .iter()
+            .any(|e| e["event"] == "hashing" && e["job"] == job)
+    });
+    let all = miner.events();
+    let hashing = all
+        .iter()
+        .find(|e| e["event"] == "hashing" && e["job"] == job)
+        .expect("hashing event");
+    let notify_to_hashing =
+        (hashing["time"].as_f64().unwrap_or(0.0) - clean["time"].as_f64().unwrap_or(0.0)) * 1000.0;
+    let block_to_hashing = (hashing["time"].as_f64().unwrap_or(0.0) - generated) * 1000.0;
+    eprintln!("stratum: notify -> hashing {notify_to_hashing:.1} ms; generatetoaddress -> hashing {block_to_hashing:.1} ms (pool polls every 500 ms)");
+    assert!(
+        notify_to_hashing < 1000.0,
+        "{notify_to_hashing} ms from notify to hashing"
+    );
+
+    // The pool restarts: clean EOF, refused connections, then a new extranonce1 and job ids.
+    let port = pool.port;
+    drop(pool);
+    wait_for(Duration::from_secs(10), "the miner to notice", || {
+        miner.count("disconnected") >= 1
+    });
+    let pool = Pool::start_at(&node, port);
+    wait_for(
+        Duration::from_secs(30),
+        "shares on the restarted pool",
+        || pool.accepted() >= 2,
+    );
+    miner.interrupt();
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    assert!(events(&all, "connected").len() >= 2);
+    let summary = summary(&all);
+    assert!(summary["accepted"].as_u64() >= Some(4), "{summary}");
+    assert_eq!(summary["rejected"], 0, "{summary}");
+}
+
+/// A hand-written pool for what the real one cannot do. Each connection gets the next script.
+fn fake_pool(scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>>) -> (u16, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = thread::spawn(move || {
+        for script in scripts {
+            let (stream, _) = listener.accept().expect("accept");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            script(stream);
+        }
+    });
+    (port, handle)
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Value {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a request line");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad request {line:?}: {e}"))
+}
+
+/// Answers subscribe and authorize, then sends `lines`; returns the first submit.
+fn handshake(stream: &TcpStream, lines: &[String]) -> (BufReader<TcpStream>, Value) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream.try_clone().expect("clone");
+    for _ in 0..2 {
+        let request = read_request(&mut reader);
+        let result = if request["method"] == "mining.subscribe" {
+            json!([[["mining.notify", "1"]], "aabbccdd", 4])
+        } else {
+            json!(true)
+        };
+        writeln!(
+            writer,
+            "{}",
+            json!({"id": request["id"], "result": result, "error": null})
+        )
+        .expect("write");
+    }
+    for line in lines {
+        writer.write_all(line.as_bytes()).expect("write");
+        writer.write_all(b"\n").expect("write");
+    }
+    loop {
+        let request = read_request(&mut reader);
+        if request["method"] == "mining.submit" {
+            return (reader, request);
+        }
+        writeln!(
+            writer,
+            "{}",
+            json!({"id": request["id"], "result": true, "error": null})
+        )
+        .expect("write");
+    }
+}
+
+const FAKE_NOTIFY: &str = r#"{"id":null,"method":"mining.notify","params":["j1","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff0d03a08601","ffffffff0100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"20000000","207fffff","6b0733e6",true]}"#;
+
+#[test]
+fn pool_client_handles_stalls_garbage_set_extranonce_and_oversized_lines() {
+    let submits = Arc::new(Mutex::new(Vec::new()));
+    let (first, second) = (Arc::clone(&submits), Arc::clone(&submits));
+    let scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>> = vec![
+        // 1: accepts the connection and never answers: the miner must give up and reconnect.
+        Box::new(|stream| {
+            thread::sleep(Duration::from_millis(1500));
+            drop(stream);
+        }),
+        // 2: garbage, a wrong-typed notify, set_extranonce, then a good job; one share taken,
+        // then a line far past any sane length.
+        Box::new(move |stream| {
+            let lines = [
+                "this is not json".to_owned(),
+                r#"{"id":null,"method":"mining.notify","params":[1,2,3]}"#.to_owned(),
+                r#"{"id":null,"method":"mining.set_difficulty","params":[0.001]}"#.to_owned(),
+                r#"{"id":null,"method":"mining.set_extranonce","params":["01020304",2]}"#
+                    .to_owned(),
+                FAKE_NOTIFY.to_owned(),
+            ];
+            let (_reader, submit) = handshake(&stream, &lines);
+            let mut writer = stream.try_clone().expect("clone");
+            writeln!(
+                writer,
+                "{}",
+                json!({"id": submit["id"], "result": true, "error": null})
+            )
+            .expect("write");
+            first.lock().expect("submits").push(submit);
+            let _ = writer.write_all(&vec![b'x'; 100 << 10]);
+            thread::sleep(Duration::from_millis(500));
+        }),
+        // 3: an ordinary session that takes the second share.
+        Box::new(move |stream| {
+            let lines = [
+                r#"{"id":null,"method":"mining.set_difficulty","params":[0.001]}"#.to_owned(),
+                FAKE_NOTIFY.to_owned(),
+            ];
+            let (_reader, submit) = handshake(&stream, &lines);
+            let mut writer = stream.try_clone().expect("clone");
+            writeln!(
+                writer,
+                "{}",
+                json!({"id": submit["id"], "result": true, "error": null})
+            )
+            .expect("write");
+            second.lock().expect("submits").push(submit);
+            thread::sleep(Duration::from_millis(500));
+        }),
+    ];
+    let (port, server) = fake_pool(scripts);
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let miner = Miner::spawn(
+        &["--url", &url, "--shares", "2", "--backend", "cpu"],
+        &[("PEERHASH_STRATUM_TIMEOUT_MS", "700")],
+    );
+    let (all, _) = miner.finish(Duration::from_secs(60));
+    server.join().expect("fake pool");
+    let submits = submits.lock().expect("submits").clone();
+    assert_eq!(submits.len(), 2, "{all:?}");
+    // After set_extranonce the extranonce2 is 2 bytes; the reconnect brings back 4.
+    assert_eq!(
+        submits[0]["params"][2].as_str().map(str::len),
+        Some(4),
+        "{}",
+        submits[0]
+    );
+    assert_eq!(
+        submits[1]["params"][2].as_str().map(str::len),
+        Some(8),
+        "{}",
+        submits[1]
+    );
+    assert_eq!(summary(&all)["accepted"], 2);
+    assert!(events(&all, "connected").len() >= 2);
 }
