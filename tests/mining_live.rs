@@ -750,3 +750,45 @@ fn pool_client_handles_stalls_garbage_set_extranonce_and_oversized_lines() {
     assert_eq!(summary(&all)["accepted"], 2);
     assert!(events(&all, "connected").len() >= 2);
 }
+
+/// The GPU path end to end (lavapipe in CI): pool shares, and solo blocks through getwork.
+#[test]
+fn gpu_backend_mines_shares_and_blocks() {
+    if !harness_ready() {
+        return;
+    }
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = pool.url();
+    let all = run_miner(
+        &["--url", &url, "--shares", "3", "--backend", "gpu"],
+        Duration::from_secs(120),
+    );
+    let summary_event = summary(&all);
+    assert!(
+        summary_event["device"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("gpu")),
+        "{summary_event}"
+    );
+    assert_eq!(summary_event["accepted"], 3);
+    assert_eq!(summary_event["hw_errors"], 0);
+    drop(pool);
+    let before = node.height();
+    let node_url = node.url();
+    let all = run_miner(
+        &[
+            "--url",
+            &node_url,
+            "--pass",
+            API_KEY,
+            "--blocks",
+            "2",
+            "--backend",
+            "gpu",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(node.height(), before + 2);
+    assert_eq!(summary(&all)["blocks"], 2);
+}
