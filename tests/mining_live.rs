@@ -67,6 +67,19 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// Like [`wait_for`], showing what the miner said when it times out.
+fn wait_for_miner(miner: &Miner, limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; miner events: {:?}",
+            miner.events()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A child process killed by PID when dropped.
 struct Process {
     child: Child,
@@ -508,15 +521,19 @@ fn solo_miner_survives_a_node_restart_during_long_poll() {
         ],
         &[],
     );
-    wait_for(Duration::from_secs(30), "blocks on the first node", || {
-        node.height() >= 3
-    });
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "blocks on the first node",
+        || node.height() >= 3,
+    );
     // An outside block: the long poll wakes and the miner moves to work on top of it.
     let generated = unix_now();
     node.rpc("generatetoaddress", json!([1, ADDRESS]));
     // Killing the node ends the pending long poll without an answer; a restart is at height 0.
     let node = node.restart();
-    wait_for(
+    wait_for_miner(
+        &miner,
         Duration::from_secs(30),
         "blocks on the restarted node",
         || node.height() >= 3,
@@ -550,20 +567,18 @@ fn pool_miner_follows_clean_jobs_and_survives_a_pool_restart() {
         &["--url", &url, "--duration", "90", "--backend", "cpu"],
         &[],
     );
-    wait_for(Duration::from_secs(30), "shares on the first pool", || {
-        pool.accepted() >= 2
-    });
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "shares on the first pool",
+        || pool.accepted() >= 2,
+    );
     // A new block: the pool sends mining.notify with clean_jobs and the miner switches to it.
     let jobs_before = miner.count("new_job");
     let generated = unix_now();
     node.rpc("generatetoaddress", json!([1, ADDRESS]));
     wait_for(Duration::from_secs(10), "a clean job", || {
-        miner.events()[..]
-            .iter()
-            .skip(0)
-            .filter(|e| e["event"] == "new_job")
-            .count()
-            > jobs_before
+        miner.count("new_job") > jobs_before
     });
     let clean = miner
         .events()
@@ -596,11 +611,15 @@ fn pool_miner_follows_clean_jobs_and_survives_a_pool_restart() {
     // The pool restarts: clean EOF, refused connections, then a new extranonce1 and job ids.
     let port = pool.port;
     drop(pool);
-    wait_for(Duration::from_secs(10), "the miner to notice", || {
-        miner.count("disconnected") >= 1
-    });
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(10),
+        "the miner to notice",
+        || miner.count("disconnected") >= 1,
+    );
     let pool = Pool::start_at(&node, port);
-    wait_for(
+    wait_for_miner(
+        &miner,
         Duration::from_secs(30),
         "shares on the restarted pool",
         || pool.accepted() >= 2,

@@ -17,6 +17,7 @@ use bitcoin::{
 use serde_json::{json, Value};
 
 use super::job::{coinbase_branch, CoinbaseWork, Job, JobExtra, JobWork, Solution};
+use super::longpoll::LongPollParams;
 use super::node::{SoloProtocol, SubmitOutcome, WorkError, CALL_TIMEOUT};
 use super::rpc::RpcClient;
 use super::target;
@@ -336,7 +337,7 @@ impl SoloProtocol for Gbt {
         "getblocktemplate"
     }
 
-    fn longpoll_params(&self) -> Box<dyn FnMut(Option<&Value>) -> Value + Send> {
+    fn longpoll_params(&self) -> LongPollParams {
         let first = self.longpoll_id.clone();
         Box::new(move |last| {
             let id = last

@@ -7,6 +7,7 @@ use bitcoin::Target;
 use serde_json::{json, Value};
 
 use super::job::{Job, JobExtra, JobWork, Solution};
+use super::longpoll::LongPollParams;
 use super::node::{SoloProtocol, SubmitOutcome, WorkError};
 use super::rpc::RpcClient;
 
@@ -108,7 +109,7 @@ impl SoloProtocol for Getwork {
         "getwork"
     }
 
-    fn longpoll_params(&self) -> Box<dyn FnMut(Option<&Value>) -> Value + Send> {
+    fn longpoll_params(&self) -> LongPollParams {
         Box::new(|_| json!([]))
     }
 

@@ -2,7 +2,7 @@
 //! the answer (fresh work) is handed to the miner loop through a channel.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -13,6 +13,9 @@ use super::rpc::{RpcClient, RpcError};
 
 /// The node has no timeout of its own: re-ask after this long without an answer.
 const POLL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Builds each long poll's params from the previous answer (if any).
+pub type LongPollParams = Box<dyn FnMut(Option<&Value>) -> Value + Send>;
 
 /// A running long poll; dropping it cancels the request within a tenth of a second.
 pub struct LongPoller {
@@ -60,10 +63,7 @@ impl LongPoller {
 
     /// The next answer, waiting at most `timeout`; `None` if there is none yet.
     pub fn next(&self, timeout: Duration) -> Option<Result<Value, RpcError>> {
-        match self.answers.recv_timeout(timeout) {
-            Ok(answer) => Some(answer),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.answers.recv_timeout(timeout).ok()
     }
 }
 

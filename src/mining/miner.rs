@@ -2,7 +2,7 @@
 //! are already re-checked on the CPU) -> submit queue, abandoning work as soon as new work
 //! arrives. One hashing thread; the calling thread drives the work source.
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,6 +25,10 @@ const MIN_SCAN: u64 = 1 << 10;
 /// this many per scan.
 const MAX_FOUND_PER_SCAN: usize = 64;
 const POLL_STEP: Duration = Duration::from_millis(20);
+/// Found solutions waiting for a submit slot (only while a --shares/--blocks limit is close).
+const MAX_HELD: usize = 256;
+/// Jobs kept valid without a clean_jobs (a pool rebroadcasting every minute keeps them all).
+const MAX_LIVE_JOBS: usize = 32;
 
 /// When to stop and which test hooks to run.
 #[derive(Clone, Debug, Default)]
@@ -280,8 +284,13 @@ pub fn run(
     let device = backend.name();
     let started = Instant::now();
     let mut stats = Stats::default();
-    let mut live_jobs: HashSet<String> = HashSet::new();
+    // Jobs a solution may still be submitted for, by identity: a reconnected pool reuses ids.
+    let mut live_jobs: VecDeque<Arc<Job>> = VecDeque::new();
     let mut bad_share_sent = !config.submit_bad_share;
+    // Solutions submitted and not yet answered, and found ones held back so that a --blocks or
+    // --shares limit is met exactly rather than overshot by shares in flight.
+    let mut in_flight: u64 = 0;
+    let mut held: VecDeque<Solution> = VecDeque::new();
     let mut last_status = (Instant::now(), 0u64);
     let result = loop {
         if interrupt.load(Ordering::Relaxed)
@@ -303,7 +312,10 @@ pub fn run(
                     if clean {
                         live_jobs.clear();
                     }
-                    live_jobs.insert(job.id.clone());
+                    if live_jobs.len() >= MAX_LIVE_JOBS {
+                        live_jobs.pop_front();
+                    }
+                    live_jobs.push_back(Arc::clone(&job));
                     emit(MinerEvent::NewJob {
                         job: job.id.clone(),
                         clean,
@@ -314,6 +326,7 @@ pub fn run(
                         if let Some(solution) = bad_solution(&job) {
                             bad_share_sent = true;
                             emit(found_event(&solution, true));
+                            in_flight += 1;
                             source.submit(solution);
                         }
                     }
@@ -329,6 +342,7 @@ pub fn run(
                     shared.changed.notify_all();
                 }
                 SourceEvent::Accepted { solution } => {
+                    in_flight = in_flight.saturating_sub(1);
                     stats.accepted += 1;
                     if solution.job.solo {
                         stats.blocks += 1;
@@ -345,6 +359,7 @@ pub fn run(
                     reason,
                     stale,
                 } => {
+                    in_flight = in_flight.saturating_sub(1);
                     if stale {
                         stats.stale += 1;
                     } else {
@@ -371,18 +386,36 @@ pub fn run(
                 FromHasher::Found(solution) => {
                     stats.found += 1;
                     emit(found_event(&solution, false));
-                    if live_jobs.contains(&solution.job.id) {
-                        source.submit(solution);
-                    } else {
-                        stats.stale += 1;
-                        emit(rejected_event(
-                            &solution,
-                            "job replaced before submit".into(),
-                            true,
-                        ));
+                    if held.len() < MAX_HELD {
+                        held.push_back(solution);
                     }
                 }
             }
+        }
+        while let Some(solution) = held.front() {
+            if !live_jobs.iter().any(|j| Arc::ptr_eq(j, &solution.job)) {
+                let solution = held.pop_front().expect("front exists");
+                stats.stale += 1;
+                emit(rejected_event(
+                    &solution,
+                    "job replaced before submit".into(),
+                    true,
+                ));
+                continue;
+            }
+            let enough = if solution.job.solo {
+                config.blocks.is_some_and(|n| stats.blocks + in_flight >= n)
+            } else {
+                config
+                    .shares
+                    .is_some_and(|n| stats.accepted - stats.blocks + in_flight >= n)
+            };
+            if enough {
+                break;
+            }
+            let solution = held.pop_front().expect("front exists");
+            in_flight += 1;
+            source.submit(solution);
         }
         if let Some(every) = config.status_every {
             if last_status.0.elapsed() >= every {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::job::{Job, Solution};
-use super::longpoll::{self, LongPoller};
+use super::longpoll::{self, LongPollParams, LongPoller};
 use super::rpc::{RpcClient, RpcError};
 use super::source::{SourceError, SourceEvent, WorkSource};
 
@@ -54,7 +54,7 @@ pub trait SoloProtocol {
     fn fetch(&mut self, client: &RpcClient) -> Result<(Arc<Job>, Option<String>), WorkError>;
     fn longpoll_method(&self) -> &'static str;
     /// Builds each long poll's params from the previous answer.
-    fn longpoll_params(&self) -> Box<dyn FnMut(Option<&Value>) -> Value + Send>;
+    fn longpoll_params(&self) -> LongPollParams;
     /// # Errors
     /// Work that cannot be used.
     fn job_from_longpoll(&mut self, result: &Value) -> Result<Arc<Job>, WorkError>;

@@ -52,10 +52,14 @@ impl RpcError {
     /// Errors that mean the node is (for now) unreachable, so retrying later may work.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Connect { .. } | Self::Io { .. } | Self::Timeout { .. } | Self::Http { .. }
-        )
+        match self {
+            Self::Connect { .. } | Self::Io { .. } | Self::Timeout { .. } | Self::Http { .. } => {
+                true
+            }
+            // Not connected, still downloading blocks, warming up: a node that is starting.
+            Self::Rpc { code, .. } => matches!(code, -9 | -10 | -28),
+            _ => false,
+        }
     }
 }
 
@@ -216,8 +220,22 @@ impl RpcClient {
                 Err(e) => return Err(io(e)),
             }
         }
+        if header_end(&response).is_none() {
+            // The node went away mid-call (killed, restarting): worth retrying.
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before the answer was complete",
+            )));
+        }
         let parsed = parse_http(&response).map_err(|message| match message {
             HttpFailure::Status(401) => RpcError::Unauthorized { url: url.clone() },
+            HttpFailure::Truncated => RpcError::Io {
+                url: url.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed in the middle of the answer",
+                ),
+            },
             HttpFailure::Status(status) => RpcError::Http {
                 url: url.clone(),
                 status,
@@ -258,6 +276,7 @@ struct HttpResponse {
 
 enum HttpFailure {
     Status(u16),
+    Truncated,
     Malformed(String),
 }
 
@@ -311,9 +330,7 @@ fn parse_http(data: &[u8]) -> Result<HttpResponse, HttpFailure> {
     let body = if chunked {
         dechunk(rest).ok_or_else(|| HttpFailure::Malformed("bad chunked body".into()))?
     } else if let Some(length) = length {
-        rest.get(..length)
-            .ok_or_else(|| HttpFailure::Malformed("body shorter than Content-Length".into()))?
-            .to_vec()
+        rest.get(..length).ok_or(HttpFailure::Truncated)?.to_vec()
     } else {
         rest.to_vec()
     };

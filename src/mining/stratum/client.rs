@@ -425,9 +425,15 @@ impl StratumSource {
         Ok(())
     }
 
-    fn submit_now(&mut self, solution: Solution) -> Result<(), (Solution, String)> {
+    /// Sends a share; when that fails the share goes back to the queue.
+    fn submit_now(&mut self, solution: Solution) -> Result<(), String> {
         let JobWork::Coinbase(work) = &solution.job.work else {
-            return Err((solution, "not a pool job".into()));
+            self.events.push(SourceEvent::Rejected {
+                solution,
+                reason: "not a pool job".into(),
+                stale: false,
+            });
+            return Ok(());
         };
         let params = json!([
             self.user,
@@ -436,9 +442,13 @@ impl StratumSource {
             format!("{:08x}", work.time),
             format!("{:08x}", solution.nonce()),
         ]);
-        let request = Request::Submit(solution.clone(), Instant::now());
-        self.send("mining.submit", &params, request)
-            .map_err(|e| (solution, e))
+        let copy = solution.clone();
+        self.send(
+            "mining.submit",
+            &params,
+            Request::Submit(solution, Instant::now()),
+        )
+        .inspect_err(|_| self.queue.push_back(copy))
     }
 
     /// Ends the session; unanswered shares go back to the queue.
@@ -471,11 +481,12 @@ impl StratumSource {
         self.events.insert(0, SourceEvent::Connected { url });
         let extranonce1 = self.session.as_ref().and_then(|s| s.extranonce1.clone());
         // A share is still worth sending only to a session with the same extranonce1.
-        for solution in std::mem::take(&mut self.queue) {
+        let mut pending = std::mem::take(&mut self.queue).into_iter();
+        while let Some(solution) = pending.next() {
             let same = matches!(&solution.job.work, JobWork::Coinbase(w) if Some(&w.extranonce1) == extranonce1.as_ref());
             if same {
-                if let Err((solution, reason)) = self.submit_now(solution) {
-                    self.queue.push_back(solution);
+                if let Err(reason) = self.submit_now(solution) {
+                    self.queue.extend(pending);
                     self.lost(&reason);
                     return;
                 }
@@ -544,8 +555,24 @@ impl WorkSource for StratumSource {
             self.queue.push_back(solution);
             return;
         }
-        if let Err((solution, reason)) = self.submit_now(solution) {
-            self.queue.push_back(solution);
+        let session_extranonce = self
+            .session
+            .as_ref()
+            .map(|s| (s.extranonce1.clone(), s.extranonce2_size));
+        let fits = matches!(
+            (&solution.job.work, &session_extranonce),
+            (JobWork::Coinbase(w), Some((Some(e1), size))) if &w.extranonce1 == e1 && w.extranonce2_size == *size
+        );
+        if !fits {
+            // Built with another session's extranonce: the pool would not recognise it.
+            self.events.push(SourceEvent::Rejected {
+                solution,
+                reason: "the job belongs to an earlier connection".into(),
+                stale: true,
+            });
+            return;
+        }
+        if let Err(reason) = self.submit_now(solution) {
             self.lost(&reason);
         }
     }
