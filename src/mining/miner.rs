@@ -18,7 +18,7 @@ use crate::hash::{Backend, ScanJob};
 
 /// Nonces per scan adapt so that one scan takes about this long: short enough to drop stale
 /// work quickly, long enough to keep a GPU busy.
-const SCAN_GOAL: Duration = Duration::from_millis(30);
+const SCAN_GOAL: Duration = Duration::from_millis(25);
 const FIRST_SCAN: u64 = 1 << 14;
 const MIN_SCAN: u64 = 1 << 10;
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
@@ -150,7 +150,8 @@ struct Shared {
 }
 
 enum FromHasher {
-    Started(String),
+    /// A job id and when hashing it began (seconds since the Unix epoch).
+    Started(String, f64),
     Found(Solution),
     Failed(String),
 }
@@ -183,7 +184,7 @@ fn hash_loop(shared: &Shared, backend: &dyn Backend, out: &Sender<FromHasher>) {
             return;
         }
         done_generation = generation;
-        let _ = out.send(FromHasher::Started(job.id.clone()));
+        let _ = out.send(FromHasher::Started(job.id.clone(), now()));
         let words = target::words(job.target);
         let stale = || {
             shared.generation.load(Ordering::Relaxed) != generation
@@ -210,9 +211,11 @@ fn hash_loop(shared: &Shared, backend: &dyn Backend, out: &Sender<FromHasher>) {
                     }
                 };
                 let took = started.elapsed();
-                if took < SCAN_GOAL / 2 {
+                // Grow until a scan takes SCAN_GOAL; shrink only well past it, so the size
+                // settles instead of swinging (and splits evenly over the CPU's workers).
+                if took < SCAN_GOAL {
                     scan_size = (scan_size * 2).min(1 << 32);
-                } else if took > SCAN_GOAL * 2 {
+                } else if took > SCAN_GOAL * 4 {
                     scan_size = (scan_size / 2).max(MIN_SCAN);
                 }
                 shared.hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
@@ -258,7 +261,7 @@ pub fn run(
     backend: Arc<dyn Backend>,
     config: &MinerConfig,
     interrupt: &AtomicBool,
-    mut emit: impl FnMut(Timed),
+    emit: impl FnMut(Timed),
 ) -> Result<Stats, SourceError> {
     let shared = Arc::new(Shared {
         current: Mutex::new(Current {
@@ -280,7 +283,9 @@ pub fn run(
             .spawn(move || hash_loop(&shared, backend.as_ref(), &tx))
             .expect("spawning a thread")
     };
-    let mut emit = |event: MinerEvent| emit(Timed { time: now(), event });
+    let sink = std::cell::RefCell::new(emit);
+    let emit_at = |time: f64, event: MinerEvent| (sink.borrow_mut())(Timed { time, event });
+    let emit = |event: MinerEvent| emit_at(now(), event);
     let device = backend.name();
     let started = Instant::now();
     let mut stats = Stats::default();
@@ -381,7 +386,7 @@ pub fn run(
         }
         while let Ok(message) = rx.try_recv() {
             match message {
-                FromHasher::Started(job) => emit(MinerEvent::Hashing { job }),
+                FromHasher::Started(job, at) => emit_at(at, MinerEvent::Hashing { job }),
                 FromHasher::Failed(message) => emit(MinerEvent::Error { message }),
                 FromHasher::Found(solution) => {
                     stats.found += 1;
