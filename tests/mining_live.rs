@@ -654,16 +654,22 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad request {line:?}: {e}"))
 }
 
-/// Answers subscribe and authorize, then sends `lines`; returns the first submit.
-fn handshake(stream: &TcpStream, lines: &[String]) -> (BufReader<TcpStream>, Value) {
+/// Answers configure (with `configure`), subscribe and authorize, sends `lines` after the
+/// subscribe answer, and returns the first submit.
+fn handshake_with(
+    stream: &TcpStream,
+    configure: &Value,
+    lines: &[String],
+) -> (BufReader<TcpStream>, Value) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream.try_clone().expect("clone");
-    for _ in 0..2 {
+    loop {
         let request = read_request(&mut reader);
-        let result = if request["method"] == "mining.subscribe" {
-            json!([[["mining.notify", "1"]], "aabbccdd", 4])
-        } else {
-            json!(true)
+        let result = match request["method"].as_str() {
+            Some("mining.submit") => return (reader, request),
+            Some("mining.configure") => configure.clone(),
+            Some("mining.subscribe") => json!([[["mining.notify", "1"]], "aabbccdd", 4]),
+            _ => json!(true),
         };
         writeln!(
             writer,
@@ -671,23 +677,17 @@ fn handshake(stream: &TcpStream, lines: &[String]) -> (BufReader<TcpStream>, Val
             json!({"id": request["id"], "result": result, "error": null})
         )
         .expect("write");
-    }
-    for line in lines {
-        writer.write_all(line.as_bytes()).expect("write");
-        writer.write_all(b"\n").expect("write");
-    }
-    loop {
-        let request = read_request(&mut reader);
-        if request["method"] == "mining.submit" {
-            return (reader, request);
+        if request["method"] == "mining.subscribe" {
+            for line in lines {
+                writer.write_all(line.as_bytes()).expect("write");
+                writer.write_all(b"\n").expect("write");
+            }
         }
-        writeln!(
-            writer,
-            "{}",
-            json!({"id": request["id"], "result": true, "error": null})
-        )
-        .expect("write");
     }
+}
+
+fn handshake(stream: &TcpStream, lines: &[String]) -> (BufReader<TcpStream>, Value) {
+    handshake_with(stream, &json!({}), lines)
 }
 
 const FAKE_NOTIFY: &str = r#"{"id":null,"method":"mining.notify","params":["j1","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff0d03a08601","ffffffff0100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"20000000","207fffff","6b0733e6",true]}"#;
@@ -810,4 +810,77 @@ fn gpu_backend_mines_shares_and_blocks() {
     );
     assert_eq!(node.height(), before + 2);
     assert_eq!(summary(&all)["blocks"], 2);
+}
+
+#[test]
+fn pool_client_rolls_version_bits_when_the_pool_grants_them() {
+    use peerhash::mining::job::CoinbaseWork;
+    use peerhash::mining::stratum::messages::{parse_line, share_target, Message};
+
+    let submitted = Arc::new(Mutex::new(None));
+    let sink = Arc::clone(&submitted);
+    let scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>> = vec![Box::new(move |stream| {
+        let granted = json!({"version-rolling": true, "version-rolling.mask": "1fffe000"});
+        let lines = [
+            r#"{"id":null,"method":"mining.set_difficulty","params":[0.001]}"#.to_owned(),
+            FAKE_NOTIFY.to_owned(),
+        ];
+        let (_reader, submit) = handshake_with(&stream, &granted, &lines);
+        let mut writer = stream.try_clone().expect("clone");
+        writeln!(
+            writer,
+            "{}",
+            json!({"id": submit["id"], "result": true, "error": null})
+        )
+        .expect("write");
+        *sink.lock().expect("submit") = Some(submit);
+        thread::sleep(Duration::from_millis(300));
+    })];
+    let (port, server) = fake_pool(scripts);
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let miner = Miner::spawn(&["--url", &url, "--shares", "1", "--backend", "cpu"], &[]);
+    let (all, _) = miner.finish(Duration::from_secs(60));
+    server.join().expect("fake pool");
+    let submit = submitted.lock().expect("submit").clone().expect("a submit");
+    let params: Vec<String> = submit["params"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .map(|p| p.as_str().expect("string").to_owned())
+        .collect();
+    assert_eq!(
+        params.len(),
+        6,
+        "BIP 310 submits carry the version bits: {submit}"
+    );
+    let version_bits = u32::from_str_radix(&params[5], 16).expect("hex");
+    assert_eq!(
+        version_bits & !0x1fff_e000,
+        0,
+        "bits outside the mask: {submit}"
+    );
+    // Rebuild the header the way the pool would and check the share ourselves.
+    let Ok(Message::Notify(notify)) = parse_line(FAKE_NOTIFY) else {
+        panic!("fixture notify");
+    };
+    let work = CoinbaseWork {
+        version: notify.version | i32::from_ne_bytes(version_bits.to_ne_bytes()),
+        prev_hash: notify.prev_hash,
+        time: notify.time,
+        bits: notify.bits,
+        coinb1: notify.coinb1,
+        extranonce1: hex::decode("aabbccdd").expect("hex"),
+        extranonce2_size: 0,
+        coinb2: [hex::decode(&params[2]).expect("hex"), notify.coinb2].concat(),
+        branch: notify.branch,
+        version_mask: 0,
+    };
+    let mut header = work.header(0);
+    let nonce = u32::from_str_radix(&params[4], 16).expect("hex");
+    header[76..].copy_from_slice(&nonce.to_le_bytes());
+    let header = peerhash::mining::header::BlockHeader::from_bytes(header);
+    assert!(share_target(0.001)
+        .expect("target")
+        .is_met_by(header.block_hash()));
+    assert_eq!(summary(&all)["accepted"], 1);
 }

@@ -198,6 +198,8 @@ impl Template {
                 extranonce2_size: EXTRANONCE_SIZE,
                 coinb2: coinbase[split + EXTRANONCE_SIZE..].to_vec(),
                 branch: coinbase_branch(&txids),
+                // The node sets the version (deployment signalling): never rolled solo.
+                version_mask: 0,
             }),
             target: target::from_bits(self.bits).map_err(|e| bad(e.to_string()))?,
             solo: true,

@@ -34,23 +34,61 @@ pub struct CoinbaseWork {
     pub coinb2: Vec<u8>,
     /// Merkle branch of the coinbase, from the leaves up, in internal byte order.
     pub branch: Vec<[u8; 32]>,
+    /// Version bits the pool lets the miner roll (BIP 310), 0 when not negotiated.
+    pub version_mask: u32,
+}
+
+/// Spreads the low bits of `counter` over the set bits of `mask` (lowest first).
+fn deposit_bits(mut counter: u64, mask: u32) -> u32 {
+    let mut out = 0;
+    for bit in 0..32 {
+        if mask & (1 << bit) != 0 {
+            if counter & 1 != 0 {
+                out |= 1 << bit;
+            }
+            counter >>= 1;
+        }
+    }
+    out
 }
 
 impl CoinbaseWork {
-    /// How many extranonce2 values there are (capped at 2^64 - 1).
+    /// How many distinct headers the job gives: extranonce2 values times rolled versions
+    /// (capped at 2^64 - 1).
     #[must_use]
     pub fn roll_space(&self) -> u64 {
-        match self.extranonce2_size {
+        let extranonces: u64 = match self.extranonce2_size {
             0 => 1,
             n if n >= 8 => u64::MAX,
             n => 1 << (8 * n),
-        }
+        };
+        extranonces.saturating_mul(1 << self.version_mask.count_ones())
+    }
+
+    /// Roll `roll` split into (extranonce2 counter, version bits): the version rolls first,
+    /// since a new version does not need a new merkle root.
+    fn split_roll(&self, roll: u64) -> (u64, u32) {
+        let bits = self.version_mask.count_ones();
+        let version_counter = roll & ((1u64 << bits) - 1);
+        (
+            roll >> bits,
+            deposit_bits(version_counter, self.version_mask),
+        )
+    }
+
+    /// The header version for roll `roll`.
+    #[must_use]
+    pub fn version(&self, roll: u64) -> i32 {
+        let (_, bits) = self.split_roll(roll);
+        let base = u32::from_ne_bytes(self.version.to_ne_bytes());
+        i32::from_ne_bytes(((base & !self.version_mask) | bits).to_ne_bytes())
     }
 
     /// The extranonce2 bytes for roll number `roll` (little-endian counter, cut to size).
     #[must_use]
     pub fn extranonce2(&self, roll: u64) -> Vec<u8> {
-        let mut bytes = roll.to_le_bytes().to_vec();
+        let (counter, _) = self.split_roll(roll);
+        let mut bytes = counter.to_le_bytes().to_vec();
         bytes.resize(self.extranonce2_size, 0);
         bytes
     }
@@ -85,7 +123,7 @@ impl CoinbaseWork {
     #[must_use]
     pub fn header(&self, roll: u64) -> [u8; 80] {
         let mut header = [0u8; 80];
-        header[..4].copy_from_slice(&self.version.to_le_bytes());
+        header[..4].copy_from_slice(&self.version(roll).to_le_bytes());
         header[4..36].copy_from_slice(&self.prev_hash);
         header[36..68].copy_from_slice(&self.merkle_root(roll));
         header[68..72].copy_from_slice(&self.time.to_le_bytes());
@@ -229,6 +267,36 @@ mod tests {
     }
 
     #[test]
+    fn version_rolling_rolls_the_masked_bits_before_the_extranonce() {
+        let work = CoinbaseWork {
+            version: 0x2000_0000,
+            prev_hash: [0; 32],
+            time: 0,
+            bits: 0x207f_ffff,
+            coinb1: vec![],
+            extranonce1: vec![],
+            extranonce2_size: 2,
+            coinb2: vec![],
+            branch: vec![],
+            version_mask: 0x1fff_e000,
+        };
+        assert_eq!(work.roll_space(), (1 << 16) << 16);
+        assert_eq!(work.version(0), 0x2000_0000);
+        assert_eq!(work.version(1), 0x2000_2000);
+        assert_eq!(work.version(3), 0x2000_6000);
+        assert_eq!(work.version((1 << 16) - 1), 0x3fff_e000);
+        assert_eq!(work.extranonce2((1 << 16) - 1), vec![0, 0]);
+        assert_eq!(work.version(1 << 16), 0x2000_0000);
+        assert_eq!(work.extranonce2(1 << 16), vec![1, 0]);
+        assert_eq!(
+            work.header(1)[36..68],
+            work.header(0)[36..68],
+            "same merkle root"
+        );
+        assert_ne!(work.header(1 << 16)[36..68], work.header(0)[36..68]);
+    }
+
+    #[test]
     fn extranonce2_is_a_little_endian_counter_cut_to_size() {
         let work = CoinbaseWork {
             version: 0x2000_0000,
@@ -240,6 +308,7 @@ mod tests {
             extranonce2_size: 4,
             coinb2: vec![3],
             branch: vec![],
+            version_mask: 0,
         };
         assert_eq!(work.extranonce2(0x0102), vec![2, 1, 0, 0]);
         assert_eq!(work.roll_space(), 1 << 32);

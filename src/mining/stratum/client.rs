@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const PRIMARY_RETRY: Duration = Duration::from_secs(30);
+/// The version bits BIP 320 leaves to miners.
+const VERSION_MASK: u32 = 0x1fff_e000;
 
 /// How long to wait for answers and for any line at all; tests shorten them through
 /// `PEERHASH_STRATUM_TIMEOUT_MS` and `PEERHASH_STRATUM_IDLE_MS`.
@@ -70,6 +72,7 @@ impl StratumEndpoint {
 
 /// What an outstanding request was.
 enum Request {
+    Configure,
     Subscribe,
     Authorize,
     ExtranonceSubscribe,
@@ -84,6 +87,8 @@ struct Session {
     stop_reader: Arc<AtomicBool>,
     extranonce1: Option<Vec<u8>>,
     extranonce2_size: usize,
+    /// Version bits the pool granted for rolling (BIP 310); 0 when not granted.
+    version_mask: u32,
     authorized: bool,
     /// A notify that came before the subscribe answer (no extranonce1 yet).
     early_notify: Option<Notify>,
@@ -255,10 +260,20 @@ impl StratumSource {
             stop_reader,
             extranonce1: None,
             extranonce2_size: 0,
+            version_mask: 0,
             authorized: false,
             early_notify: None,
             requests: HashMap::new(),
         });
+        // BIP 310: offer version rolling; pools that do not know it answer with an error or {}.
+        self.send(
+            "mining.configure",
+            &json!([["version-rolling"], {
+                "version-rolling.mask": format!("{VERSION_MASK:08x}"),
+                "version-rolling.min-bit-count": 2,
+            }]),
+            Request::Configure,
+        )?;
         self.send(
             "mining.subscribe",
             &json!([concat!("peerhash/", env!("CARGO_PKG_VERSION"))]),
@@ -331,6 +346,7 @@ impl StratumSource {
                 extranonce2_size: session.extranonce2_size,
                 coinb2: notify.coinb2,
                 branch: notify.branch,
+                version_mask: session.version_mask,
             }),
             target,
             solo: false,
@@ -369,11 +385,26 @@ impl StratumSource {
                     "the pool asked to reconnect (after {wait_seconds} s)"
                 ));
             }
-            Message::SetVersionMask(mask) => tracing::debug!("version mask {mask:08x} (not used)"),
+            Message::SetVersionMask(mask) => {
+                let session = self.session.as_mut().ok_or("not connected")?;
+                if session.version_mask != 0 {
+                    session.version_mask = mask & VERSION_MASK;
+                }
+            }
             Message::Other(method) => tracing::debug!("ignoring {method}"),
             Message::Response { id, result, error } => {
                 let session = self.session.as_mut().ok_or("not connected")?;
                 match session.requests.remove(&id) {
+                    Some(Request::Configure) => {
+                        let granted = error.is_none()
+                            && result.get("version-rolling").and_then(Value::as_bool) == Some(true);
+                        let mask = result
+                            .get("version-rolling.mask")
+                            .and_then(Value::as_str)
+                            .and_then(|m| u32::from_str_radix(m, 16).ok())
+                            .unwrap_or(0);
+                        session.version_mask = if granted { mask & VERSION_MASK } else { 0 };
+                    }
                     Some(Request::Subscribe) => {
                         if let Some((code, text)) = error {
                             return Err(format!("subscribe refused: {text} ({code})"));
@@ -435,13 +466,18 @@ impl StratumSource {
             });
             return Ok(());
         };
-        let params = json!([
-            self.user,
-            solution.job.id,
-            hex::encode(work.extranonce2(solution.roll)),
-            format!("{:08x}", work.time),
-            format!("{:08x}", solution.nonce()),
-        ]);
+        let mut params = vec![
+            json!(self.user),
+            json!(solution.job.id),
+            json!(hex::encode(work.extranonce2(solution.roll))),
+            json!(format!("{:08x}", work.time)),
+            json!(format!("{:08x}", solution.nonce())),
+        ];
+        if work.version_mask != 0 {
+            let version = u32::from_ne_bytes(work.version(solution.roll).to_ne_bytes());
+            params.push(json!(format!("{:08x}", version & work.version_mask)));
+        }
+        let params = Value::Array(params);
         let copy = solution.clone();
         self.send(
             "mining.submit",
