@@ -884,3 +884,87 @@ fn pool_client_rolls_version_bits_when_the_pool_grants_them() {
         .is_met_by(header.block_hash()));
     assert_eq!(summary(&all)["accepted"], 1);
 }
+
+#[test]
+fn pool_client_follows_client_reconnect() {
+    let submits = Arc::new(Mutex::new(0));
+    let (first, second) = (Arc::clone(&submits), Arc::clone(&submits));
+    let scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>> = vec![
+        Box::new(move |stream| {
+            let lines = [
+                r#"{"id":null,"method":"mining.set_difficulty","params":[0.001]}"#.to_owned(),
+                FAKE_NOTIFY.to_owned(),
+            ];
+            let (_reader, submit) = handshake(&stream, &lines);
+            let mut writer = stream.try_clone().expect("clone");
+            writeln!(
+                writer,
+                "{}",
+                json!({"id": submit["id"], "result": true, "error": null})
+            )
+            .expect("write");
+            *first.lock().expect("count") += 1;
+            // The pool asks the miner to come back (same host and port) at once.
+            writeln!(
+                writer,
+                "{}",
+                json!({"id": null, "method": "client.reconnect", "params": ["127.0.0.1", 0, 0]})
+            )
+            .expect("write");
+            thread::sleep(Duration::from_millis(300));
+        }),
+        Box::new(move |stream| {
+            let lines = [
+                r#"{"id":null,"method":"mining.set_difficulty","params":[0.001]}"#.to_owned(),
+                FAKE_NOTIFY.to_owned(),
+            ];
+            let (_reader, submit) = handshake(&stream, &lines);
+            let mut writer = stream.try_clone().expect("clone");
+            writeln!(
+                writer,
+                "{}",
+                json!({"id": submit["id"], "result": true, "error": null})
+            )
+            .expect("write");
+            *second.lock().expect("count") += 1;
+            thread::sleep(Duration::from_millis(300));
+        }),
+    ];
+    let (port, server) = fake_pool(scripts);
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let miner = Miner::spawn(&["--url", &url, "--shares", "2", "--backend", "cpu"], &[]);
+    let (all, _) = miner.finish(Duration::from_secs(60));
+    server.join().expect("fake pool");
+    assert_eq!(*submits.lock().expect("count"), 2);
+    assert_eq!(events(&all, "connected").len(), 2, "{all:?}");
+    assert_eq!(summary(&all)["accepted"], 2);
+}
+
+#[test]
+fn pool_failover_uses_the_next_url_when_the_first_is_down() {
+    if !harness_ready() {
+        return;
+    }
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    // Nothing listens on this port: connections are refused.
+    let dead = format!("stratum+tcp://127.0.0.1:{}", free_port());
+    let live = pool.url();
+    let all = run_miner(
+        &[
+            "--url",
+            &dead,
+            "--url",
+            &live,
+            "--shares",
+            "2",
+            "--backend",
+            "cpu",
+        ],
+        Duration::from_secs(60),
+    );
+    let connected = events(&all, "connected");
+    assert_eq!(connected[0]["url"], live.as_str(), "{all:?}");
+    assert_eq!(summary(&all)["accepted"], 2);
+    assert_eq!(summary(&all)["url"], live.as_str());
+}

@@ -189,6 +189,8 @@ pub struct StratumSource {
     response_timeout: Duration,
     idle_limit: Duration,
     malformed: u64,
+    /// Set by `client.reconnect`: come back to the same pool after this long.
+    reconnect_after: Option<Duration>,
 }
 
 impl StratumSource {
@@ -214,6 +216,7 @@ impl StratumSource {
             ),
             idle_limit: timeout_from_env("PEERHASH_STRATUM_IDLE_MS", Duration::from_secs(300)),
             malformed: 0,
+            reconnect_after: None,
         }
     }
 
@@ -381,6 +384,7 @@ impl StratumSource {
             }
             Message::Reconnect { wait_seconds } => {
                 // Same pool only: a redirect elsewhere could send shares to anyone.
+                self.reconnect_after = Some(Duration::from_secs(wait_seconds));
                 return Err(format!(
                     "the pool asked to reconnect (after {wait_seconds} s)"
                 ));
@@ -503,6 +507,10 @@ impl StratumSource {
             }
         }
         tracing::debug!("{}: {reason}", self.endpoints[self.current].url());
+        if let Some(wait) = self.reconnect_after.take() {
+            self.next_attempt = Instant::now() + wait;
+            return;
+        }
         self.current = (self.current + 1) % self.endpoints.len();
         if self.current != 0 {
             self.since_failover = Instant::now();
