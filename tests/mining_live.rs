@@ -377,6 +377,36 @@ fn getwork_mines_three_blocks() {
         !text.contains(API_KEY),
         "the password leaked into the output"
     );
+
+    // A wrong password is a clear error (exit 2) that does not echo the password.
+    let output = miner_command(&["--url", &url, "--pass", "wrong-secret", "--backend", "cpu"])
+        .output()
+        .expect("peerhash");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-secret")
+            && !String::from_utf8_lossy(&output.stdout).contains("wrong-secret")
+    );
+    // An address for another network is refused before mining starts.
+    let output = miner_command(&[
+        "--url",
+        &url,
+        "--pass",
+        API_KEY,
+        "--mode",
+        "gbt",
+        "--address",
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+        "--backend",
+        "cpu",
+    ])
+    .output()
+    .expect("peerhash");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--address"), "{stderr}");
 }
 
 #[test]
