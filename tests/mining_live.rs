@@ -835,11 +835,16 @@ fn gpu_backend_mines_shares_and_blocks() {
             "2",
             "--backend",
             "gpu",
+            "--with-cpu",
         ],
         Duration::from_secs(120),
     );
     assert_eq!(node.height(), before + 2);
     assert_eq!(summary(&all)["blocks"], 2);
+    // --with-cpu: the GPU and the CPU split the nonce ranges.
+    assert!(summary(&all)["device"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("gpu") && d.contains(" + cpu")));
 }
 
 #[test]

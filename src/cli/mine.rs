@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::BackendArg;
+use crate::hash::{open_backend, BackendChoice, BackendKind};
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
 use crate::mining::miner::{self, MinerConfig, MinerEvent, Timed};
@@ -44,6 +44,9 @@ pub struct Mine {
     address: Option<String>,
     #[command(flatten)]
     backend: BackendArg,
+    /// Also hash on the CPU beside a GPU backend; nonce ranges are split between the devices.
+    #[arg(long)]
+    with_cpu: bool,
     /// Stop after this many blocks were accepted by the node.
     #[arg(long)]
     blocks: Option<u64>,
@@ -121,25 +124,25 @@ impl Mine {
             submit_bad_share: self.test_submit_bad_share,
         };
         let mut source = self.source()?;
-        let backend = self.backend.open()?;
+        let mut backends = vec![self.backend.open()?];
+        if self.with_cpu {
+            if backends[0].kind() == BackendKind::Cpu {
+                bail!("--with-cpu adds the CPU beside a GPU backend; --backend is already the CPU");
+            }
+            backends.push(open_backend(&BackendChoice::Cpu)?);
+        }
         ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed))
             .context("installing the Ctrl-C handler")?;
         let json = self.json;
-        let stats = miner::run(
-            source.as_mut(),
-            Arc::clone(&backend),
-            &config,
-            &INTERRUPTED,
-            |event| {
-                if json {
-                    if let Err(e) = super::print_json(&event) {
-                        tracing::debug!("printing an event: {e}");
-                    }
-                } else {
-                    print_text(&event);
+        let stats = miner::run(source.as_mut(), &backends, &config, &INTERRUPTED, |event| {
+            if json {
+                if let Err(e) = super::print_json(&event) {
+                    tracing::debug!("printing an event: {e}");
                 }
-            },
-        )?;
+            } else {
+                print_text(&event);
+            }
+        })?;
         tracing::debug!("mined: {stats:?}");
         Ok(ExitCode::SUCCESS)
     }
@@ -161,9 +164,18 @@ fn print_text(event: &Timed) {
         MinerEvent::Rejected { job, hash, reason, stale, .. } => {
             println!("{} {hash} (job {job}): {reason}", if *stale { "stale" } else { "rejected" });
         }
-        MinerEvent::Status { url, device, hashrate, difficulty, stats } => println!(
-            "{:.2} MH/s on {device} | accepted {} rejected {} stale {} | {url}{}",
+        MinerEvent::Status { url, device, hashrate, devices, difficulty, stats } => println!(
+            "{:.2} MH/s on {} | accepted {} rejected {} stale {} | {url}{}",
             hashrate / 1e6,
+            if devices.len() > 1 {
+                devices
+                    .iter()
+                    .map(|d| format!("{} {:.2} MH/s", d.name, d.hashrate / 1e6))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                device.clone()
+            },
             stats.accepted,
             stats.rejected,
             stats.stale,

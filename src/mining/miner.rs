@@ -1,6 +1,6 @@
-//! The miner loop: work source -> current job -> nonce ranges on the backend (found nonces
+//! The miner loop: work source -> current job -> nonce ranges split over the backends (found nonces
 //! are already re-checked on the CPU) -> submit queue, abandoning work as soon as new work
-//! arrives. One hashing thread; the calling thread drives the work source.
+//! arrives. One hashing thread per device; the calling thread drives the work source.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,8 +100,9 @@ pub enum MinerEvent {
     Status {
         url: String,
         device: String,
-        /// Hashes per second since the previous status line.
+        /// Hashes per second since the previous status line, all devices together.
         hashrate: f64,
+        devices: Vec<DeviceRate>,
         difficulty: Option<f64>,
         #[serde(flatten)]
         stats: Stats,
@@ -118,6 +119,14 @@ pub enum MinerEvent {
     Error {
         message: String,
     },
+}
+
+/// One device's share of the hash rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceRate {
+    pub name: String,
+    /// Hashes per second.
+    pub hashrate: f64,
 }
 
 /// An event with its wall-clock time (seconds since the Unix epoch).
@@ -144,8 +153,12 @@ struct Shared {
     current: Mutex<Current>,
     changed: Condvar,
     generation: AtomicU64,
+    /// The next unsearched position of the current job: `roll << 32 | nonce`. Every device
+    /// takes its next range from here, so several devices split one job without overlap.
+    cursor: AtomicU64,
+    /// A solo job whose block was found: no device should go on with it.
+    finished: AtomicU64,
     stop: AtomicBool,
-    hashes: AtomicU64,
     hw_errors: AtomicU64,
 }
 
@@ -156,8 +169,15 @@ enum FromHasher {
     Failed(String),
 }
 
-/// Hashes the current job until a new one arrives or it is used up.
-fn hash_loop(shared: &Shared, backend: &dyn Backend, out: &Sender<FromHasher>) {
+/// One device's hashing thread: takes nonce ranges of the current job from the shared cursor
+/// until a new job arrives or the job is used up.
+fn hash_loop(
+    shared: &Shared,
+    backend: &dyn Backend,
+    hashes: &AtomicU64,
+    announce: bool,
+    out: &Sender<FromHasher>,
+) {
     let mut scan_size = FIRST_SCAN;
     let mut done_generation = 0;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -184,58 +204,72 @@ fn hash_loop(shared: &Shared, backend: &dyn Backend, out: &Sender<FromHasher>) {
             return;
         }
         done_generation = generation;
-        let _ = out.send(FromHasher::Started(job.id.clone(), now()));
+        if announce {
+            let _ = out.send(FromHasher::Started(job.id.clone(), now()));
+        }
         let words = target::words(job.target);
         let stale = || {
             shared.generation.load(Ordering::Relaxed) != generation
+                || shared.finished.load(Ordering::Relaxed) == generation
                 || shared.stop.load(Ordering::Relaxed)
         };
-        'rolls: for roll in 0..job.roll_space() {
-            let Some(header) = job.header(roll) else {
-                break;
-            };
-            let mut next: u64 = 0;
-            while next < 1 << 32 {
-                if stale() {
-                    break 'rolls;
-                }
-                let count = scan_size.min((1 << 32) - next);
-                let scan = ScanJob::new(&header, next, count, words).expect("range inside 2^32");
-                let started = Instant::now();
-                let outcome = match backend.scan(&scan) {
-                    Ok(outcome) => outcome,
-                    Err(e) => {
-                        let _ = out.send(FromHasher::Failed(e.to_string()));
-                        thread::sleep(Duration::from_secs(1));
-                        continue;
+        let mut cached: Option<(u64, [u8; 80])> = None;
+        while !stale() {
+            let position = shared.cursor.fetch_add(scan_size, Ordering::Relaxed);
+            let (roll, first) = (position >> 32, position & 0xffff_ffff);
+            let header = match cached {
+                Some((r, header)) if r == roll => header,
+                _ => match job.header(roll) {
+                    Some(header) => {
+                        cached = Some((roll, header));
+                        header
                     }
-                };
-                let took = started.elapsed();
-                // Grow until a scan takes SCAN_GOAL; shrink only well past it, so the size
-                // settles instead of swinging (and splits evenly over the CPU's workers).
-                if took < SCAN_GOAL {
-                    scan_size = (scan_size * 2).min(1 << 32);
-                } else if took > SCAN_GOAL * 4 {
-                    scan_size = (scan_size / 2).max(MIN_SCAN);
+                    None => break,
+                },
+            };
+            // A range never crosses into the next roll: the rest of it is skipped.
+            let count = scan_size.min((1 << 32) - first);
+            let scan = ScanJob::new(&header, first, count, words).expect("range inside 2^32");
+            let started = Instant::now();
+            let outcome = match backend.scan(&scan) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let _ = out.send(FromHasher::Failed(format!("{}: {e}", backend.name())));
+                    thread::sleep(Duration::from_secs(1));
+                    continue;
                 }
-                shared.hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
-                shared
-                    .hw_errors
-                    .fetch_add(outcome.hw_errors, Ordering::Relaxed);
-                let limit = if job.solo { 1 } else { MAX_FOUND_PER_SCAN };
-                for &nonce in outcome.found.iter().take(limit) {
+            };
+            let took = started.elapsed();
+            // Grow until a scan takes SCAN_GOAL; shrink only well past it, so the size
+            // settles instead of swinging (and splits evenly over the CPU's workers).
+            if took < SCAN_GOAL {
+                scan_size = (scan_size * 2).min(1 << 32);
+            } else if took > SCAN_GOAL * 4 {
+                scan_size = (scan_size / 2).max(MIN_SCAN);
+            }
+            hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
+            shared
+                .hw_errors
+                .fetch_add(outcome.hw_errors, Ordering::Relaxed);
+            if job.solo && !outcome.found.is_empty() {
+                // The block ends this job for every device; only one solution goes out.
+                if shared.finished.swap(generation, Ordering::Relaxed) != generation {
                     let _ = out.send(FromHasher::Found(Solution::new(
                         Arc::clone(&job),
                         roll,
                         header,
-                        nonce,
+                        outcome.found[0],
                     )));
                 }
-                if job.solo && !outcome.found.is_empty() {
-                    // The block ends this job; wait for the work built on it.
-                    break 'rolls;
-                }
-                next += count;
+                break;
+            }
+            for &nonce in outcome.found.iter().take(MAX_FOUND_PER_SCAN) {
+                let _ = out.send(FromHasher::Found(Solution::new(
+                    Arc::clone(&job),
+                    roll,
+                    header,
+                    nonce,
+                )));
             }
         }
     }
@@ -258,7 +292,7 @@ fn bad_solution(job: &Arc<Job>) -> Option<Solution> {
 /// A fatal work source problem (bad credentials, an address the node refuses, bad work).
 pub fn run(
     source: &mut dyn WorkSource,
-    backend: Arc<dyn Backend>,
+    backends: &[Arc<dyn Backend>],
     config: &MinerConfig,
     interrupt: &AtomicBool,
     emit: impl FnMut(Timed),
@@ -270,23 +304,49 @@ pub fn run(
         }),
         changed: Condvar::new(),
         generation: AtomicU64::new(0),
+        cursor: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-        hashes: AtomicU64::new(0),
         hw_errors: AtomicU64::new(0),
     });
+    let device_hashes: Vec<Arc<AtomicU64>> = backends
+        .iter()
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     let (tx, rx): (Sender<FromHasher>, Receiver<FromHasher>) = mpsc::channel();
-    let hasher = {
-        let shared = Arc::clone(&shared);
-        let backend = Arc::clone(&backend);
-        thread::Builder::new()
-            .name("peerhash-miner".into())
-            .spawn(move || hash_loop(&shared, backend.as_ref(), &tx))
-            .expect("spawning a thread")
+    let hashers: Vec<_> = backends
+        .iter()
+        .zip(&device_hashes)
+        .enumerate()
+        .map(|(i, (backend, hashes))| {
+            let (shared, backend, hashes, tx) = (
+                Arc::clone(&shared),
+                Arc::clone(backend),
+                Arc::clone(hashes),
+                tx.clone(),
+            );
+            thread::Builder::new()
+                .name(format!("peerhash-miner-{i}"))
+                .spawn(move || hash_loop(&shared, backend.as_ref(), &hashes, i == 0, &tx))
+                .expect("spawning a thread")
+        })
+        .collect();
+    drop(tx);
+    let total_hashes = || {
+        device_hashes
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .sum::<u64>()
     };
+    let mut last_device_hashes: Vec<u64> = vec![0; backends.len()];
     let sink = std::cell::RefCell::new(emit);
     let emit_at = |time: f64, event: MinerEvent| (sink.borrow_mut())(Timed { time, event });
     let emit = |event: MinerEvent| emit_at(now(), event);
-    let device = backend.name();
+    let device = backends
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(" + ");
     let started = Instant::now();
     let mut stats = Stats::default();
     // Jobs a solution may still be submitted for, by identity: a reconnected pool reuses ids.
@@ -341,6 +401,7 @@ pub fn run(
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     current.generation += 1;
                     current.job = Some(job);
+                    shared.cursor.store(0, Ordering::Relaxed);
                     shared
                         .generation
                         .store(current.generation, Ordering::Relaxed);
@@ -424,10 +485,25 @@ pub fn run(
         }
         if let Some(every) = config.status_every {
             if last_status.0.elapsed() >= every {
-                let hashes = shared.hashes.load(Ordering::Relaxed);
+                let hashes = total_hashes();
+                let seconds = last_status.0.elapsed().as_secs_f64();
                 #[allow(clippy::cast_precision_loss)]
-                let hashrate =
-                    (hashes - last_status.1) as f64 / last_status.0.elapsed().as_secs_f64();
+                let hashrate = (hashes - last_status.1) as f64 / seconds;
+                #[allow(clippy::cast_precision_loss)]
+                let devices = backends
+                    .iter()
+                    .zip(&device_hashes)
+                    .zip(last_device_hashes.iter_mut())
+                    .map(|((backend, now), last)| {
+                        let now = now.load(Ordering::Relaxed);
+                        let rate = (now - *last) as f64 / seconds;
+                        *last = now;
+                        DeviceRate {
+                            name: backend.name(),
+                            hashrate: rate,
+                        }
+                    })
+                    .collect();
                 last_status = (Instant::now(), hashes);
                 stats.hashes = hashes;
                 stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
@@ -435,6 +511,7 @@ pub fn run(
                     url: source.url(),
                     device: device.clone(),
                     hashrate,
+                    devices,
                     difficulty: source.difficulty(),
                     stats: stats.clone(),
                 });
@@ -443,8 +520,10 @@ pub fn run(
     };
     shared.stop.store(true, Ordering::Relaxed);
     shared.changed.notify_all();
-    let _ = hasher.join();
-    stats.hashes = shared.hashes.load(Ordering::Relaxed);
+    for hasher in hashers {
+        let _ = hasher.join();
+    }
+    stats.hashes = total_hashes();
     stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
