@@ -10,7 +10,7 @@ use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
 use crate::mining::miner::{self, MinerConfig, MinerEvent, Timed};
 use crate::mining::node::NodeSource;
-use crate::mining::rpc::RpcClient;
+use crate::mining::rpc::{RpcClient, RpcError};
 use crate::mining::source::WorkSource;
 use crate::mining::stratum::{StratumEndpoint, StratumSource};
 
@@ -36,9 +36,9 @@ pub struct Mine {
     /// RPC or pool password (never printed).
     #[arg(long, default_value = "x", hide_default_value = true)]
     pass: String,
-    /// Solo protocol for http:// URLs.
-    #[arg(long, value_enum, default_value = "getwork")]
-    mode: Mode,
+    /// Solo protocol for http:// URLs [default: getwork when the node offers it, else gbt].
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
     /// Payout address for --mode gbt (any address the node's validateaddress accepts).
     #[arg(long)]
     address: Option<String>,
@@ -65,6 +65,15 @@ pub struct Mine {
     /// Test hook: submit one solution that misses the target, to check it is rejected.
     #[arg(long, hide = true)]
     test_submit_bad_share: bool,
+}
+
+/// getwork if the node answers it (or cannot be asked yet: the miner retries), gbt if the
+/// node says it has no such method.
+fn detect_mode(node: &RpcClient) -> Mode {
+    match node.call("getwork", serde_json::json!([]), Duration::from_secs(10)) {
+        Err(RpcError::Rpc { code: -32601, .. }) => Mode::Gbt,
+        _ => Mode::Getwork,
+    }
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -99,7 +108,11 @@ impl Mine {
             .iter()
             .map(|u| RpcClient::new(u, &self.user, &self.pass))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(match self.mode {
+        let mode = match self.mode {
+            Some(mode) => mode,
+            None => detect_mode(&nodes[0]),
+        };
+        Ok(match mode {
             Mode::Getwork => Box::new(NodeSource::new(Getwork::default(), nodes)),
             Mode::Gbt => {
                 let address = self
