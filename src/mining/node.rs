@@ -203,6 +203,9 @@ impl<P: SoloProtocol> NodeSource<P> {
                         reason,
                         stale,
                     });
+                    // A solo job ends with its solution: without fresh work the devices idle
+                    // until the next block.
+                    self.refetch(false)?;
                 }
                 Err(e) if e.is_transient() => {
                     self.queue.push_front(solution);

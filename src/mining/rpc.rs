@@ -262,6 +262,10 @@ impl RpcClient {
                     .to_owned(),
             });
         }
+        tracing::debug!(
+            "{method} at {path}: {} ms",
+            (timeout - deadline.saturating_duration_since(Instant::now())).as_millis()
+        );
         Ok(RpcReply {
             result: value.get("result").cloned().unwrap_or(Value::Null),
             long_polling: parsed.long_polling,
