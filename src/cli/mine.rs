@@ -17,6 +17,22 @@ use crate::mining::stratum::{StratumEndpoint, StratumSource};
 /// Set by Ctrl-C: the miner stops, reports and exits 0.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// A password whose `Debug` output never shows it.
+#[derive(Clone)]
+struct Password(String);
+
+impl From<String> for Password {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Mode {
     Getwork,
@@ -35,7 +51,7 @@ pub struct Mine {
     user: String,
     /// RPC or pool password (never printed).
     #[arg(long, default_value = "x", hide_default_value = true)]
-    pass: String,
+    pass: Password,
     /// Solo protocol for http:// URLs [default: getwork when the node offers it, else gbt].
     #[arg(long, value_enum)]
     mode: Option<Mode>,
@@ -97,7 +113,9 @@ impl Mine {
                 .map(|u| StratumEndpoint::parse(u))
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(Box::new(StratumSource::new(
-                endpoints, &self.user, &self.pass,
+                endpoints,
+                &self.user,
+                &self.pass.0,
             )));
         }
         if stratum != 0 {
@@ -106,7 +124,7 @@ impl Mine {
         let nodes = self
             .urls
             .iter()
-            .map(|u| RpcClient::new(u, &self.user, &self.pass))
+            .map(|u| RpcClient::new(u, &self.user, &self.pass.0))
             .collect::<Result<Vec<_>, _>>()?;
         let mode = match self.mode {
             Some(mode) => mode,
