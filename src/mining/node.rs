@@ -20,6 +20,11 @@ const REFRESH: Duration = Duration::from_secs(5);
 const REFRESH_LONGPOLL: Duration = Duration::from_secs(30);
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// bcoin wakes long polls only while a work attempt exists, and a block clears it: a block
+/// that lands between one long-poll answer and the next request would go unnoticed. Plain
+/// work asked for shortly after each answer (once the next long poll is waiting) re-arms the
+/// node, and shows the new tip at once if a block slipped through.
+const REARM_DELAY: Duration = Duration::from_millis(50);
 /// While on a fallback node, try the first one again this often.
 const PRIMARY_RETRY: Duration = Duration::from_secs(30);
 
@@ -82,6 +87,8 @@ pub struct NodeSource<P> {
     events: Vec<SourceEvent>,
     /// The previous block hash of the newest work, to tell a new block from a refresh.
     prev: Option<[u8; 32]>,
+    /// When to ask for plain work after a long-poll answer (see `REARM_DELAY`).
+    rearm_at: Option<Instant>,
 }
 
 fn prev_hash(job: &Job) -> Option<[u8; 32]> {
@@ -107,6 +114,7 @@ impl<P: SoloProtocol> NodeSource<P> {
             queue: VecDeque::new(),
             events: Vec::new(),
             prev: None,
+            rearm_at: None,
         }
     }
 
@@ -255,6 +263,10 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
             }
         }
         self.send_queue()?;
+        if self.connected && self.rearm_at.is_some_and(|at| Instant::now() >= at) {
+            self.rearm_at = None;
+            self.refetch(false)?;
+        }
         if self.connected
             && self.longpoll.is_some()
             && self.last_fetch.elapsed() >= REFRESH_LONGPOLL
@@ -279,6 +291,7 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
                     Ok(job) => {
                         self.last_fetch = Instant::now();
                         self.prev = prev_hash(&job);
+                        self.rearm_at = Some(Instant::now() + REARM_DELAY);
                         self.events.push(SourceEvent::NewJob { job, clean: true });
                     }
                     Err(e) if e.is_transient() => self.lost(e.to_string()),
