@@ -129,6 +129,7 @@ impl Node {
     }
 
     fn start_at(port: u16, dir: PathBuf) -> Self {
+        fs::create_dir_all(&dir).expect("node dir");
         let process = Process::spawn(
             Command::new("node")
                 .current_dir(harness_dir())
@@ -186,10 +187,30 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.process.stop();
+        // Logs stay behind for a failing test to be looked at.
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// stratum-pool-sha256 through run-pool.js, logging one JSON line per share.
 struct Pool {
     process: Process,
     port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.process.stop();
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 impl Pool {
@@ -209,7 +230,7 @@ impl Pool {
             ]),
             dir.join("pool.log"),
         );
-        let pool = Self { process, port };
+        let pool = Self { process, port, dir };
         wait_for(Duration::from_secs(30), "the pool to start", || {
             pool.process.log().contains(r#"{"event":"started"}"#)
                 && TcpStream::connect(("127.0.0.1", port)).is_ok()
