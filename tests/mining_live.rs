@@ -1024,3 +1024,48 @@ fn pool_failover_uses_the_next_url_when_the_first_is_down() {
     assert_eq!(summary(&all)["accepted"], 2);
     assert_eq!(summary(&all)["url"], live.as_str());
 }
+
+#[test]
+fn pool_client_counts_job_not_found_as_stale() {
+    let scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>> = vec![Box::new(|stream| {
+        let lines = [
+            r#"{"id":null,"method":"mining.set_difficulty","params":[0.001]}"#.to_owned(),
+            FAKE_NOTIFY.to_owned(),
+        ];
+        let (mut reader, submit) = handshake(&stream, &lines);
+        let mut writer = stream.try_clone().expect("clone");
+        // What stratum-pool-sha256 answers for a share of a job dropped by clean_jobs.
+        writeln!(
+            writer,
+            "{}",
+            json!({"id": submit["id"], "result": null, "error": [21, "job not found"]})
+        )
+        .expect("write");
+        loop {
+            let request = read_request(&mut reader);
+            if request["method"] == "mining.submit" {
+                writeln!(
+                    writer,
+                    "{}",
+                    json!({"id": request["id"], "result": true, "error": null})
+                )
+                .expect("write");
+                break;
+            }
+        }
+        thread::sleep(Duration::from_millis(300));
+    })];
+    let (port, server) = fake_pool(scripts);
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let miner = Miner::spawn(&["--url", &url, "--shares", "1", "--backend", "cpu"], &[]);
+    let (all, _) = miner.finish(Duration::from_secs(60));
+    server.join().expect("fake pool");
+    let summary = summary(&all);
+    assert_eq!(summary["accepted"], 1, "{summary}");
+    assert_eq!(summary["stale"], 1, "{summary}");
+    assert_eq!(summary["rejected"], 0, "{summary}");
+    let stale = events(&all, "rejected");
+    assert!(stale[0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("job not found")));
+}
