@@ -5,6 +5,7 @@ mod create;
 mod devices;
 mod hash;
 mod info;
+mod mine;
 mod progress;
 mod scan;
 mod selftest;
@@ -36,6 +37,7 @@ enum Command {
     Verify(verify::Verify),
     Create(create::Create),
     Info(info::Info),
+    Mine(mine::Mine),
 }
 
 /// `--backend`, shared by every subcommand that hashes.
@@ -51,6 +53,11 @@ impl BackendArg {
     /// The backend exactly as chosen: GPU failures are errors (for `selftest`, `bench`).
     fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
         Ok(open_backend(&self.backend)?)
+    }
+
+    /// Each device of the choice on its own (a GPU that fails on its own hands over to the CPU).
+    fn open_devices(&self) -> anyhow::Result<Vec<std::sync::Arc<dyn Backend>>> {
+        Ok(crate::hash::open_devices(&self.backend)?)
     }
 
     /// The backend for long work: a GPU that fails mid-run hands over to the CPU.
@@ -90,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Verify(cmd) => cmd.run(),
         Command::Create(cmd) => cmd.run(),
         Command::Info(cmd) => cmd.run(),
+        Command::Mine(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

@@ -11,7 +11,9 @@ use std::fmt;
 
 pub use fallback::FallbackBackend;
 pub use multi::{DeviceStats, MultiBackend};
-pub use select::{open_backend, open_resilient_backend, BackendChoice, BackendChoiceError};
+pub use select::{
+    open_backend, open_devices, open_resilient_backend, BackendChoice, BackendChoiceError,
+};
 
 /// A SHA-1 digest (BitTorrent v1 piece hash).
 pub type Sha1Digest = [u8; 20];

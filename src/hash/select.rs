@@ -134,13 +134,13 @@ impl BackendChoice {
 pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendChoiceError> {
     match choice {
         BackendChoice::Cpu => return Ok(Arc::new(CpuBackend::new(None)?)),
-        BackendChoice::All => return open_all(),
-        BackendChoice::List(choices) => {
-            let devices = choices
-                .iter()
-                .map(open_backend)
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Arc::new(MultiBackend::new(devices)));
+        BackendChoice::All | BackendChoice::List(_) => {
+            let mut devices = open_devices(choice)?;
+            return Ok(if devices.len() == 1 {
+                devices.remove(0)
+            } else {
+                Arc::new(MultiBackend::new(devices))
+            });
         }
         _ => {}
     }
@@ -177,22 +177,30 @@ pub fn open_resilient_backend(
     )))
 }
 
-/// Every real GPU (software adapters such as lavapipe only when listed by name) and the CPU.
-fn open_all() -> Result<Arc<dyn Backend>, BackendChoiceError> {
-    let mut devices: Vec<Arc<dyn Backend>> = Vec::new();
-    for (index, adapter) in gpu::adapters().iter().enumerate() {
-        if !gpu::context::is_real_gpu(adapter.get_info().device_type) {
-            continue;
+/// The separate devices of a choice, for callers that drive each device from its own thread
+/// (the miner): every real GPU and the CPU for `all` (software adapters such as lavapipe only
+/// when listed), each entry of a list, or the one backend of any other choice (resilient: a GPU
+/// that fails hands over to the CPU).
+///
+/// # Errors
+/// A listed device that is not there or does not open.
+pub fn open_devices(choice: &BackendChoice) -> Result<Vec<Arc<dyn Backend>>, BackendChoiceError> {
+    match choice {
+        BackendChoice::List(choices) => choices.iter().map(open_backend).collect(),
+        BackendChoice::All => {
+            let mut devices: Vec<Arc<dyn Backend>> = Vec::new();
+            for (index, adapter) in gpu::adapters().iter().enumerate() {
+                if !gpu::context::is_real_gpu(adapter.get_info().device_type) {
+                    continue;
+                }
+                match GpuBackend::open(index, adapter) {
+                    Ok(gpu) => devices.push(Arc::new(gpu)),
+                    Err(e) => tracing::warn!("{e}; going on without it"),
+                }
+            }
+            devices.push(Arc::new(CpuBackend::new(None)?));
+            Ok(devices)
         }
-        match GpuBackend::open(index, adapter) {
-            Ok(gpu) => devices.push(Arc::new(gpu)),
-            Err(e) => tracing::warn!("{e}; going on without it"),
-        }
+        _ => Ok(vec![open_resilient_backend(choice)?]),
     }
-    devices.push(Arc::new(CpuBackend::new(None)?));
-    Ok(if devices.len() == 1 {
-        devices.remove(0)
-    } else {
-        Arc::new(MultiBackend::new(devices))
-    })
 }

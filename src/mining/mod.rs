@@ -1,4 +1,14 @@
-//! Bitcoin work: block headers, targets and (later) work sources and the miner loop.
+//! Bitcoin work: block headers, targets, jobs, work sources (getwork, getblocktemplate,
+//! Stratum) and the miner loop.
 
+pub mod gbt;
+pub mod getwork;
 pub mod header;
+pub mod job;
+pub mod longpoll;
+pub mod miner;
+pub mod node;
+pub mod rpc;
+pub mod source;
+pub mod stratum;
 pub mod target;

@@ -1,0 +1,325 @@
+//! Solo mining against a node's JSON-RPC: one connection manager (failover, reconnect with
+//! backoff, long polling, submit queue) shared by getwork and getblocktemplate.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::job::{Job, Solution};
+use super::longpoll::{self, LongPollParams, LongPoller};
+use super::rpc::{RpcClient, RpcError};
+use super::source::{SourceError, SourceEvent, WorkSource};
+
+/// Every ordinary call gets this long.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Without long polling, ask for fresh work this often.
+const REFRESH: Duration = Duration::from_secs(5);
+/// With long polling, still refresh this often (new transactions, a newer time).
+const REFRESH_LONGPOLL: Duration = Duration::from_secs(30);
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// bcoin wakes long polls only while a work attempt exists, and a block clears it: a block
+/// that lands between one long-poll answer and the next request would go unnoticed. Plain
+/// work asked for shortly after each answer (once the next long poll is waiting) re-arms the
+/// node, and shows the new tip at once if a block slipped through.
+const REARM_DELAY: Duration = Duration::from_millis(50);
+/// While on a fallback node, try the first one again this often.
+const PRIMARY_RETRY: Duration = Duration::from_secs(30);
+
+/// Work from a node that cannot be used, or a failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("{0}")]
+    Bad(String),
+}
+
+impl WorkError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Rpc(e) if e.is_transient())
+    }
+}
+
+/// What the node said about a submitted block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    Accepted,
+    Rejected(String),
+}
+
+/// The protocol-specific half of solo mining.
+pub trait SoloProtocol {
+    /// Fetches fresh work, and the long-poll path if the node offers one.
+    ///
+    /// # Errors
+    /// A failed call or work that cannot be used.
+    fn fetch(&mut self, client: &RpcClient) -> Result<(Arc<Job>, Option<String>), WorkError>;
+    fn longpoll_method(&self) -> &'static str;
+    /// Builds each long poll's params from the previous answer.
+    fn longpoll_params(&self) -> LongPollParams;
+    /// # Errors
+    /// Work that cannot be used.
+    fn job_from_longpoll(&mut self, result: &Value) -> Result<Arc<Job>, WorkError>;
+    /// # Errors
+    /// A failed call.
+    fn submit(
+        &mut self,
+        client: &RpcClient,
+        solution: &Solution,
+    ) -> Result<SubmitOutcome, WorkError>;
+}
+
+/// A node (or several, in failover order) as a [`WorkSource`].
+pub struct NodeSource<P> {
+    protocol: P,
+    nodes: Vec<RpcClient>,
+    current: usize,
+    connected: bool,
+    longpoll: Option<LongPoller>,
+    next_attempt: Instant,
+    backoff: Duration,
+    last_fetch: Instant,
+    since_failover: Instant,
+    queue: VecDeque<Solution>,
+    events: Vec<SourceEvent>,
+    /// The previous block hash of the newest work, to tell a new block from a refresh.
+    prev: Option<[u8; 32]>,
+    /// When to ask for plain work after a long-poll answer (see `REARM_DELAY`).
+    rearm_at: Option<Instant>,
+}
+
+fn prev_hash(job: &Job) -> Option<[u8; 32]> {
+    job.header(0)
+        .map(|h| h[4..36].try_into().expect("32 bytes"))
+}
+
+impl<P: SoloProtocol> NodeSource<P> {
+    #[must_use]
+    pub fn new(protocol: P, nodes: Vec<RpcClient>) -> Self {
+        assert!(!nodes.is_empty(), "at least one node URL");
+        let now = Instant::now();
+        Self {
+            protocol,
+            nodes,
+            current: 0,
+            connected: false,
+            longpoll: None,
+            next_attempt: now,
+            backoff: BACKOFF_START,
+            last_fetch: now,
+            since_failover: now,
+            queue: VecDeque::new(),
+            events: Vec::new(),
+            prev: None,
+            rearm_at: None,
+        }
+    }
+
+    fn client(&self) -> &RpcClient {
+        &self.nodes[self.current]
+    }
+
+    /// Fetches work from the current node; on success starts the long poll.
+    fn connect(&mut self) -> Result<(), SourceError> {
+        let client = self.client().clone();
+        match self.protocol.fetch(&client) {
+            Ok((job, longpoll_header)) => {
+                self.connected = true;
+                self.backoff = BACKOFF_START;
+                self.last_fetch = Instant::now();
+                self.prev = prev_hash(&job);
+                self.events
+                    .push(SourceEvent::Connected { url: client.url() });
+                self.events.push(SourceEvent::NewJob { job, clean: true });
+                self.longpoll = longpoll_header.map(|header| {
+                    LongPoller::spawn(
+                        client,
+                        longpoll::path_from_header(&header),
+                        self.protocol.longpoll_method(),
+                        self.protocol.longpoll_params(),
+                    )
+                });
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                self.lost(e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(SourceError(e.to_string())),
+        }
+    }
+
+    /// Marks the node down and moves to the next one, retrying after a growing pause.
+    fn lost(&mut self, reason: String) {
+        if self.connected {
+            self.events.push(SourceEvent::Disconnected {
+                url: self.client().url(),
+                reason,
+            });
+        } else {
+            tracing::debug!("{}: {reason}", self.client().url());
+        }
+        self.connected = false;
+        self.longpoll = None;
+        self.current = (self.current + 1) % self.nodes.len();
+        if self.current != 0 {
+            self.since_failover = Instant::now();
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn refetch(&mut self, clean: bool) -> Result<(), SourceError> {
+        let client = self.client().clone();
+        match self.protocol.fetch(&client) {
+            Ok((job, _)) => {
+                self.last_fetch = Instant::now();
+                let clean = clean || prev_hash(&job) != self.prev;
+                self.prev = prev_hash(&job);
+                self.events.push(SourceEvent::NewJob { job, clean });
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                self.lost(e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(SourceError(e.to_string())),
+        }
+    }
+
+    fn send_queue(&mut self) -> Result<(), SourceError> {
+        while self.connected {
+            let Some(solution) = self.queue.pop_front() else {
+                break;
+            };
+            let client = self.client().clone();
+            match self.protocol.submit(&client, &solution) {
+                Ok(SubmitOutcome::Accepted) => {
+                    self.events.push(SourceEvent::Accepted { solution });
+                    // The block moved the tip: fresh work now, before the long poll says so.
+                    self.refetch(true)?;
+                }
+                Ok(SubmitOutcome::Rejected(reason)) => {
+                    let stale = reason.contains("prev")
+                        || reason.contains("stale")
+                        || reason.contains("duplicate");
+                    self.events.push(SourceEvent::Rejected {
+                        solution,
+                        reason,
+                        stale,
+                    });
+                    // A solo job ends with its solution: without fresh work the devices idle
+                    // until the next block.
+                    self.refetch(false)?;
+                }
+                Err(e) if e.is_transient() => {
+                    self.queue.push_front(solution);
+                    self.lost(e.to_string());
+                }
+                Err(e) => {
+                    self.events.push(SourceEvent::Rejected {
+                        solution,
+                        reason: e.to_string(),
+                        stale: false,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<P: SoloProtocol> WorkSource for NodeSource<P> {
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<SourceEvent>, SourceError> {
+        let deadline = Instant::now() + timeout;
+        if !self.connected && Instant::now() >= self.next_attempt {
+            self.connect()?;
+        } else if self.connected
+            && self.current != 0
+            && self.since_failover.elapsed() >= PRIMARY_RETRY
+        {
+            // Back to the first node as soon as it answers again.
+            let saved = self.current;
+            self.current = 0;
+            self.since_failover = Instant::now();
+            let client = self.client().clone();
+            if let Ok((job, header)) = self.protocol.fetch(&client) {
+                self.longpoll = header.map(|h| {
+                    LongPoller::spawn(
+                        client.clone(),
+                        longpoll::path_from_header(&h),
+                        self.protocol.longpoll_method(),
+                        self.protocol.longpoll_params(),
+                    )
+                });
+                self.events
+                    .push(SourceEvent::Connected { url: client.url() });
+                self.events.push(SourceEvent::NewJob { job, clean: true });
+            } else {
+                self.current = saved;
+            }
+        }
+        self.send_queue()?;
+        if self.connected && self.rearm_at.is_some_and(|at| Instant::now() >= at) {
+            self.rearm_at = None;
+            self.refetch(false)?;
+        }
+        if self.connected
+            && self.longpoll.is_some()
+            && self.last_fetch.elapsed() >= REFRESH_LONGPOLL
+        {
+            self.refetch(false)?;
+        }
+        if self.connected && self.events.is_empty() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let answer = match &self.longpoll {
+                Some(poller) => poller.next(wait),
+                None => {
+                    if self.last_fetch.elapsed() >= REFRESH {
+                        self.refetch(false)?;
+                    } else {
+                        std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    }
+                    None
+                }
+            };
+            match answer {
+                Some(Ok(result)) => match self.protocol.job_from_longpoll(&result) {
+                    Ok(job) => {
+                        self.last_fetch = Instant::now();
+                        self.prev = prev_hash(&job);
+                        self.rearm_at = Some(Instant::now() + REARM_DELAY);
+                        self.events.push(SourceEvent::NewJob { job, clean: true });
+                    }
+                    Err(e) if e.is_transient() => self.lost(e.to_string()),
+                    Err(e) => return Err(SourceError(e.to_string())),
+                },
+                Some(Err(e)) => {
+                    if e.is_transient() {
+                        self.lost(e.to_string());
+                    } else {
+                        return Err(SourceError(e.to_string()));
+                    }
+                }
+                None => {}
+            }
+        } else if !self.connected && self.events.is_empty() {
+            let wait = deadline
+                .min(self.next_attempt)
+                .saturating_duration_since(Instant::now());
+            std::thread::sleep(wait);
+        }
+        Ok(std::mem::take(&mut self.events))
+    }
+
+    fn submit(&mut self, solution: Solution) {
+        self.queue.push_back(solution);
+    }
+
+    fn url(&self) -> String {
+        self.client().url()
+    }
+}

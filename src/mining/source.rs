@@ -1,0 +1,53 @@
+//! Where work comes from and where solutions go: a node (getwork, getblocktemplate) or a pool
+//! (Stratum). The miner loop only sees this trait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::job::{Job, Solution};
+
+/// Something that happened at a work source, reported to the miner loop in order.
+#[derive(Debug, Clone)]
+pub enum SourceEvent {
+    /// New work; `clean` means older jobs can no longer produce anything useful.
+    NewJob { job: Arc<Job>, clean: bool },
+    /// A solution the source took (a share, or a block that landed).
+    Accepted { solution: Solution },
+    /// A solution the source refused; `stale` when it was for work that had moved on.
+    Rejected {
+        solution: Solution,
+        reason: String,
+        stale: bool,
+    },
+    /// Connected (again) to a URL (never with credentials).
+    Connected { url: String },
+    /// Lost the connection; the source retries by itself.
+    Disconnected { url: String, reason: String },
+    /// The pool changed the share difficulty.
+    Difficulty { difficulty: f64 },
+}
+
+/// A fatal problem: bad configuration the user must fix (retrying cannot help).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// A work source driven by the miner loop from one thread.
+pub trait WorkSource {
+    /// Waits up to `timeout` for events (new work, submit results, connection changes).
+    ///
+    /// # Errors
+    /// Only fatal problems; network trouble is reported as events and retried.
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<SourceEvent>, SourceError>;
+
+    /// Hands a solution over; its outcome arrives later through [`WorkSource::poll`].
+    fn submit(&mut self, solution: Solution);
+
+    /// The URL in use, without credentials.
+    fn url(&self) -> String;
+
+    /// Current share difficulty (pools) or `None` (solo).
+    fn difficulty(&self) -> Option<f64> {
+        None
+    }
+}
