@@ -333,7 +333,7 @@ fn wrong_nonces_from_the_gpu_are_hardware_errors_never_found() {
 }
 
 #[test]
-fn several_devices_share_one_range_and_survive_one_failing() {
+fn several_devices_share_one_range() {
     let args = [
         "scan",
         GENESIS,
@@ -357,17 +357,8 @@ fn several_devices_share_one_range_and_survive_one_failing() {
         "every nonce searched exactly once: {report}"
     );
 
-    // The GPU is lost on its first slice: the CPU searches that slice again, and the rest.
-    let out = util::peerhash(&args)
-        .env("PEERHASH_FAULT_GPU", "fail-after:0")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report = json(&out);
-    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32, "{report}");
-    assert_eq!(report["devices"][0]["failed"], true, "{report}");
-    assert_eq!(report["devices"][1]["failed"], false, "{report}");
-
+    // A device lost mid-search is covered deterministically by the unit tests in
+    // src/hash/multi.rs; here the range is too small to be sure the GPU gets a slice first.
     for bad in ["gpu:0,auto", "cpu,", "all,cpu"] {
         let out = run(&["scan", GENESIS, "--count", "1", "--backend", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}");

@@ -225,3 +225,124 @@ impl Backend for MultiBackend {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::hash::cpu::CpuBackend;
+
+    /// A device that fails every scan, and tells when it has tried.
+    struct Broken(Arc<AtomicBool>);
+
+    /// The CPU, holding back until the broken device has tried, so the test never depends on
+    /// which thread the scheduler runs first.
+    struct Patient(CpuBackend, Arc<AtomicBool>);
+
+    fn unused<T>() -> Result<T, HashError> {
+        Err(HashError::ZeroPieceLength)
+    }
+
+    impl Backend for Broken {
+        fn name(&self) -> String {
+            "broken".to_owned()
+        }
+        fn kind(&self) -> BackendKind {
+            BackendKind::Gpu
+        }
+        fn sha1_pieces(&self, _: &[u8], _: usize) -> Result<Vec<Sha1Digest>, HashError> {
+            unused()
+        }
+        fn sha256_pieces(&self, _: &[u8], _: usize) -> Result<Vec<Sha256Digest>, HashError> {
+            unused()
+        }
+        fn sha256_pairs(&self, _: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
+            unused()
+        }
+        fn digest_messages(&self, _: Algo, _: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
+            Err(HashError::Gpu {
+                adapter: self.name(),
+                message: "lost".to_owned(),
+            })
+        }
+        fn scan_slice(&self) -> u64 {
+            1 << 14
+        }
+        fn scan(&self, _: &ScanJob) -> Result<ScanOutcome, HashError> {
+            self.0.store(true, Ordering::SeqCst);
+            Err(HashError::Gpu {
+                adapter: self.name(),
+                message: "lost".to_owned(),
+            })
+        }
+    }
+
+    impl Backend for Patient {
+        fn name(&self) -> String {
+            self.0.name()
+        }
+        fn kind(&self) -> BackendKind {
+            BackendKind::Cpu
+        }
+        fn sha1_pieces(&self, d: &[u8], n: usize) -> Result<Vec<Sha1Digest>, HashError> {
+            self.0.sha1_pieces(d, n)
+        }
+        fn sha256_pieces(&self, d: &[u8], n: usize) -> Result<Vec<Sha256Digest>, HashError> {
+            self.0.sha256_pieces(d, n)
+        }
+        fn sha256_pairs(&self, n: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
+            self.0.sha256_pairs(n)
+        }
+        fn digest_messages(&self, a: Algo, m: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
+            self.0.digest_messages(a, m)
+        }
+        fn scan_slice(&self) -> u64 {
+            1 << 14
+        }
+        fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !self.1.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.0.scan(job)
+        }
+    }
+
+    fn pair() -> MultiBackend {
+        let tried = Arc::new(AtomicBool::new(false));
+        let cpu = CpuBackend::new(Some(1)).unwrap();
+        MultiBackend::new(vec![
+            Arc::new(Broken(tried.clone())),
+            Arc::new(Patient(cpu, tried)),
+        ])
+    }
+
+    #[test]
+    fn a_failed_device_drops_out_and_its_slice_is_searched_again() {
+        let multi = pair();
+        let mut target = [u32::MAX; 8];
+        target[7] = 0x00ff_ffff;
+        let job = ScanJob::new(&[9u8; 80], 1000, 1 << 17, target).unwrap();
+        let want = CpuBackend::new(Some(1)).unwrap().scan(&job).unwrap();
+        assert!(!want.found.is_empty());
+        assert_eq!(multi.scan(&job).unwrap(), want);
+        let stats = multi.device_stats();
+        assert!(stats[0].failed && stats[0].hashes == 0, "{stats:?}");
+        assert!(!stats[1].failed && stats[1].hashes == 1 << 17, "{stats:?}");
+        assert_eq!(multi.name(), format!("1 devices: {}", stats[1].name));
+    }
+
+    #[test]
+    fn bulk_work_moves_past_a_failed_device() {
+        let multi = pair();
+        let want = CpuBackend::new(Some(1))
+            .unwrap()
+            .digest_messages(Algo::Sha1, &[b"abc"])
+            .unwrap();
+        assert_eq!(multi.digest_messages(Algo::Sha1, &[b"abc"]).unwrap(), want);
+        assert!(multi.device_stats()[0].failed);
+    }
+}
