@@ -342,11 +342,14 @@ pub fn run(
     let sink = std::cell::RefCell::new(emit);
     let emit_at = |time: f64, event: MinerEvent| (sink.borrow_mut())(Timed { time, event });
     let emit = |event: MinerEvent| emit_at(now(), event);
-    let device = backends
-        .iter()
-        .map(|b| b.name())
-        .collect::<Vec<_>>()
-        .join(" + ");
+    // Named at each report: a GPU that failed over to the CPU says so.
+    let device = || {
+        backends
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
     let started = Instant::now();
     let mut stats = Stats::default();
     // Jobs a solution may still be submitted for, by identity: a reconnected pool reuses ids.
@@ -509,7 +512,7 @@ pub fn run(
                 stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
                 emit(MinerEvent::Status {
                     url: source.url(),
-                    device: device.clone(),
+                    device: device(),
                     hashrate,
                     devices,
                     difficulty: source.difficulty(),
@@ -530,7 +533,7 @@ pub fn run(
     let hashrate = stats.hashes as f64 / seconds.max(1e-9);
     emit(MinerEvent::Summary {
         url: source.url(),
-        device,
+        device: device(),
         seconds,
         hashrate,
         stats: stats.clone(),
