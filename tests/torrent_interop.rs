@@ -555,6 +555,54 @@ fn a_directory_holding_one_file_stays_a_directory_torrent_in_every_format() {
 }
 
 #[test]
+fn a_file_truncated_while_verify_reads_it_is_never_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.bin");
+    fs::write(&data, vec![0x5au8; 256 << 20]).unwrap();
+    let torrent = dir.path().join("big.torrent");
+    let made = peerhash(
+        &[
+            "create",
+            data.to_str().unwrap(),
+            "--piece-size",
+            "1M",
+            "-o",
+            torrent.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        made.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let child = Command::new(PEERHASH)
+        .args([
+            "verify",
+            torrent.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Whether verify sees the old size or the new one, and wherever its reader is, the
+    // verdict cannot be "ok": reading 256 MiB takes far longer than starting a process.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_ne!(file_status(&report, "big.bin"), "ok", "{report}");
+}
+
+#[test]
 fn created_torrents_load_and_check_complete_in_libtorrent() {
     let (dir, good) = setup();
     fs::write(good.join("payload/.hidden"), b"hidden files are included").unwrap();
