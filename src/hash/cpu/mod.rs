@@ -13,16 +13,7 @@ use super::{
 };
 
 /// The SHA-256 initial hash value.
-pub const SHA256_IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
+pub use sha256d::IV as SHA256_IV;
 
 /// Nonces one rayon task searches: small enough to balance, large enough to amortize.
 const SCAN_CHUNK: u64 = 1 << 18;

@@ -26,8 +26,8 @@
 //!   `h64 = e61`, so rounds 61..64 are skipped. A nonce whose top word passes is verified by a
 //!   straightforward full computation and the full 256-bit comparison.
 
-/// SHA-256 round constants.
-const K: [u32; 64] = [
+/// SHA-256 round constants (shared with the generated WGSL).
+pub const K: [u32; 64] = [
     0x428a_2f98,
     0x7137_4491,
     0xb5c0_fbcf,
@@ -95,7 +95,7 @@ const K: [u32; 64] = [
 ];
 
 /// SHA-256 initial hash value.
-const IV: [u32; 8] = [
+pub const IV: [u32; 8] = [
     0x6a09_e667,
     0xbb67_ae85,
     0x3c6e_f372,
