@@ -1085,3 +1085,45 @@ fn a_gpu_lost_while_mining_hands_over_to_the_cpu() {
         "{summary_event}"
     );
 }
+
+#[test]
+fn a_node_that_never_answers_is_named_and_the_miner_still_stops_on_time() {
+    // A fake server for what bcoin cannot do: accept connections and never say a word.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let silent = thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        let until = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < until && held.len() < 64 {
+            if let Ok((stream, _)) = listener.accept() {
+                held.push(stream);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let started = Instant::now();
+    let (all, stderr) = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--pass",
+            "secret",
+            "--duration",
+            "3",
+            "--backend",
+            "cpu",
+        ],
+        &[],
+    )
+    .finish(Duration::from_secs(35));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+    assert_eq!(summary(&all)["hashes"], 0);
+    drop(silent);
+}

@@ -102,3 +102,21 @@ proptest! {
         prop_assert_eq!(gpu().scan(&job).unwrap(), cpu().scan(&job).unwrap());
     }
 }
+
+proptest! {
+    #[test]
+    fn pool_difficulty_and_share_target_agree_with_bitcoin(exponent in -20i32..30, fraction in 1.0f64..2.0) {
+        use peerhash::mining::stratum::messages::share_target;
+        let difficulty = fraction * 2f64.powi(exponent);
+        let target = share_target(difficulty).unwrap();
+        // bitcoin's difficulty is diff1 / target with the same truncated diff1 pools use.
+        let back = target.difficulty_float();
+        prop_assert!((back - difficulty).abs() <= difficulty * 1e-9, "{difficulty} -> {back}");
+        // A harder pool never gives an easier target.
+        let harder = share_target(difficulty * 1.5).unwrap();
+        prop_assert!(harder <= target);
+        for bad in [0.0, -difficulty, f64::NAN, f64::INFINITY] {
+            prop_assert!(share_target(bad).is_err());
+        }
+    }
+}

@@ -81,6 +81,8 @@ pub struct NodeSource<P> {
     longpoll: Option<LongPoller>,
     next_attempt: Instant,
     backoff: Duration,
+    /// Why the last attempt to reach a node failed, so the same reason is logged once.
+    last_failure: Option<String>,
     last_fetch: Instant,
     since_failover: Instant,
     queue: VecDeque<Solution>,
@@ -109,6 +111,7 @@ impl<P: SoloProtocol> NodeSource<P> {
             longpoll: None,
             next_attempt: now,
             backoff: BACKOFF_START,
+            last_failure: None,
             last_fetch: now,
             since_failover: now,
             queue: VecDeque::new(),
@@ -128,6 +131,7 @@ impl<P: SoloProtocol> NodeSource<P> {
         match self.protocol.fetch(&client) {
             Ok((job, longpoll_header)) => {
                 self.connected = true;
+                self.last_failure = None;
                 self.backoff = BACKOFF_START;
                 self.last_fetch = Instant::now();
                 self.prev = prev_hash(&job);
@@ -157,11 +161,16 @@ impl<P: SoloProtocol> NodeSource<P> {
         if self.connected {
             self.events.push(SourceEvent::Disconnected {
                 url: self.client().url(),
-                reason,
+                reason: reason.clone(),
             });
-        } else {
-            tracing::debug!("{}: {reason}", self.client().url());
+        } else if self.last_failure.as_deref() != Some(reason.as_str()) {
+            // Said once per new reason: a node that never answers is named, not retried silently.
+            tracing::warn!(
+                "{reason}; retrying (every {} s at most)",
+                BACKOFF_MAX.as_secs()
+            );
         }
+        self.last_failure = Some(reason);
         self.connected = false;
         self.longpoll = None;
         self.current = (self.current + 1) % self.nodes.len();
