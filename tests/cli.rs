@@ -369,3 +369,201 @@ fn several_devices_share_one_range() {
         );
     }
 }
+
+/// `peerhash mine --json` in the background, its stdout lines collected as they come.
+struct BackgroundMiner {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl BackgroundMiner {
+    fn spawn(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = util::peerhash(&["mine", "--json"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("peerhash mine starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let event: Value = serde_json::from_str(&line).expect("one JSON event per line");
+                sink.lock().expect("lines").push(event);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The first event of `kind`, waiting up to 20 s for it.
+    fn wait_for(&self, kind: &str) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(event) = self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .find(|e| e["event"] == kind)
+            {
+                return event.clone();
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "no {kind} event"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits up to 15 s for the exit code.
+    fn exit_code(&mut self) -> Option<i32> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting") {
+                return status.code();
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(15),
+                "peerhash mine did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BackgroundMiner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+#[test]
+fn mine_status_api_answers_json_and_prometheus_and_sigterm_stops_cleanly() {
+    // No pool listens there: the API must still answer, and say the pool is down.
+    let pool = format!("stratum+tcp://127.0.0.1:{}", unused_port());
+    let mut miner = BackgroundMiner::spawn(&[
+        "--url",
+        &pool,
+        "--user",
+        "rig-7",
+        "--pass",
+        "hunter2-secret",
+        "--backend",
+        "cpu",
+        "--api",
+        "127.0.0.1:0",
+        "--duration",
+        "60",
+    ]);
+    let api = miner.wait_for("api")["url"]
+        .as_str()
+        .expect("the API's URL")
+        .to_owned();
+    assert!(api.starts_with("http://127.0.0.1:"), "{api}");
+    let tuned = miner.wait_for("tuned");
+    assert_eq!(tuned["tuning"], "auto");
+    assert!(
+        tuned["nonces"].as_u64().is_some_and(|n| n >= 1024),
+        "{tuned}"
+    );
+
+    // The board is published within a second of the start.
+    let start = std::time::Instant::now();
+    let summary: Value = loop {
+        let answer = util::http("GET", &format!("{api}/summary"));
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.content_type, "application/json");
+        let summary: Value = serde_json::from_str(&answer.body).expect("JSON");
+        if summary["devices"].as_array().is_some_and(|d| !d.is_empty()) {
+            break summary;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{summary}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(summary["pool"]["url"], pool.as_str());
+    assert_eq!(summary["pool"]["connected"], false);
+    assert_eq!(summary["devices"][0]["kind"], "cpu");
+    assert_eq!(summary["devices"][0]["tuning"], "auto");
+    assert_eq!(summary["devices"][0]["scan_nonces"], tuned["nonces"]);
+    assert_eq!(summary["shares"]["accepted"], 0);
+    assert!(summary["uptime_seconds"].as_f64().is_some_and(|s| s > 0.0));
+    let root = util::http("GET", &format!("{api}/"));
+    assert_eq!(root.status, 200);
+
+    let metrics = util::http("GET", &format!("{api}/metrics"));
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .content_type
+        .starts_with("text/plain; version=0.0.4"));
+    let samples = util::prometheus_samples(&metrics.body);
+    let sample = |series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {series} in\n{}", metrics.body))
+    };
+    assert_eq!(sample("peerhash_up"), 1.0);
+    assert_eq!(
+        sample(&format!("peerhash_pool_connected{{url=\"{pool}\"}}")),
+        0.0
+    );
+    assert_eq!(sample("peerhash_shares_total{result=\"accepted\"}"), 0.0);
+    assert!(samples
+        .iter()
+        .any(|(s, _)| s.starts_with("peerhash_hashrate{device=\"0\",")));
+
+    // Read-only, nothing else served, no credentials anywhere.
+    assert_eq!(util::http("POST", &format!("{api}/summary")).status, 405);
+    assert_eq!(util::http("GET", &format!("{api}/config")).status, 404);
+    for answer in [&summary.to_string(), &metrics.body] {
+        assert!(
+            !answer.contains("hunter2-secret"),
+            "the password leaked: {answer}"
+        );
+    }
+
+    // SIGTERM: a clean stop with a final summary, exit code 0.
+    miner.signal("-TERM");
+    assert_eq!(miner.exit_code(), Some(0));
+    let last = miner.wait_for("summary");
+    assert_eq!(last["url"], pool.as_str());
+}
+
+#[test]
+fn mine_api_flag_rejects_a_bad_address() {
+    let output = run(&[
+        "mine",
+        "--url",
+        "stratum+tcp://127.0.0.1:3333",
+        "--api",
+        "localhost-ish",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--api"), "{}", stderr(&output));
+}

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod util;
+
 use peerhash::mining::rpc::RpcClient;
 use serde_json::{json, Value};
 
@@ -532,6 +534,102 @@ fn stratum_shares_are_accepted_and_a_bad_share_is_rejected() {
         !text.contains("secret-pass"),
         "the password leaked into the output"
     );
+}
+
+#[test]
+fn status_api_follows_a_real_pool_and_sigterm_answers_every_found_share() {
+    require_harness();
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = pool.url();
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--user",
+            "tester",
+            "--pass",
+            "secret-pass",
+            "--backend",
+            "cpu",
+            "--api",
+            "0",
+            "--duration",
+            "120",
+        ],
+        &[],
+    );
+    wait_for_miner(&miner, Duration::from_secs(30), "accepted shares", || {
+        miner.count("accepted") >= 3
+    });
+    let api = miner
+        .events()
+        .iter()
+        .find(|e| e["event"] == "api")
+        .and_then(|e| e["url"].as_str().map(str::to_owned))
+        .expect("an api event");
+    // The board lags the events by up to a second.
+    let mut board = Value::Null;
+    wait_for(Duration::from_secs(10), "the API to show shares", || {
+        let answer = util::http("GET", &format!("{api}/summary"));
+        assert_eq!(answer.status, 200);
+        board = serde_json::from_str(&answer.body).expect("JSON");
+        board["shares"]["accepted"].as_u64().unwrap_or(0) >= 1
+            && board["hashrate"].as_f64().unwrap_or(0.0) > 0.0
+    });
+    assert_eq!(board["pool"]["url"], url.as_str());
+    assert_eq!(board["pool"]["connected"], true);
+    assert_eq!(
+        board["pool"]["difficulty"], 0.0001,
+        "run-pool.js's port difficulty"
+    );
+    assert!(board["pool"]["job"].is_string(), "{board}");
+    let device = &board["devices"][0];
+    assert!(
+        device["hashrate"].as_f64().is_some_and(|r| r > 0.0),
+        "{board}"
+    );
+    assert!(device["hashes"].as_u64().is_some_and(|h| h > 0), "{board}");
+    assert_eq!(device["hw_errors"], 0);
+    let metrics = util::http("GET", &format!("{api}/metrics"));
+    let samples = util::prometheus_samples(&metrics.body);
+    let accepted = samples
+        .iter()
+        .find(|(s, _)| s == "peerhash_shares_total{result=\"accepted\"}")
+        .map(|(_, v)| *v)
+        .expect("an accepted-shares sample");
+    assert!(accepted >= 1.0, "{}", metrics.body);
+    assert!(samples
+        .iter()
+        .any(|(s, v)| s == &format!("peerhash_pool_connected{{url=\"{url}\"}}") && *v == 1.0));
+    assert!(!metrics.body.contains("secret-pass") && !board.to_string().contains("secret-pass"));
+
+    // SIGTERM while shares are found every few milliseconds: the miner stops hashing, still
+    // submits what it found and waits for the pool's answers before its summary.
+    let status = Command::new("kill")
+        .args(["-TERM", &miner.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let (all, stderr) = miner.finish(Duration::from_secs(20));
+    let summary = summary(&all);
+    let found = summary["found"].as_u64().expect("found");
+    let answered = ["accepted", "rejected", "stale"]
+        .iter()
+        .map(|k| summary[k].as_u64().expect("a count"))
+        .sum::<u64>();
+    assert_eq!(
+        found, answered,
+        "every found share answered: {summary}\n{stderr}"
+    );
+    assert!(
+        events(&all, "error").is_empty(),
+        "{:?}",
+        events(&all, "error")
+    );
+    wait_for(Duration::from_secs(5), "the pool's share log", || {
+        pool.accepted() >= usize::try_from(summary["accepted"].as_u64().unwrap_or(0)).unwrap_or(0)
+    });
 }
 
 /// Seconds since the Unix epoch, the clock the miner's events use.

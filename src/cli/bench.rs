@@ -60,7 +60,7 @@ struct Measurement {
 #[derive(Serialize)]
 struct Report {
     backend: String,
-    /// Nonces per GPU dispatch used for sha256d (absent on the CPU).
+    /// Nonces per sha256d scan call (on a GPU, per dispatch), tuned or set by --intensity.
     #[serde(skip_serializing_if = "Option::is_none")]
     scan_batch: Option<u32>,
     results: Vec<Measurement>,
@@ -87,7 +87,11 @@ impl Bench {
             None => backend.tune(DISPATCH_TARGET)?,
         };
         if let (Some(batch), false) = (scan_batch, self.json) {
-            println!("sha256d: {batch} nonces per GPU dispatch");
+            let how = match self.intensity {
+                Some(i) => format!("--intensity {i}"),
+                None => format!("tuned for {DISPATCH_TARGET:?}"),
+            };
+            println!("sha256d: {batch} nonces per scan call ({how})");
         }
         for algo in algos {
             let m = measure(&*backend, algo, duration, self.json)?;

@@ -1,17 +1,21 @@
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::BackendArg;
 use crate::hash::{open_backend, BackendChoice, BackendKind};
+use crate::mining::api::StatusApi;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
 use crate::mining::miner::{self, MinerConfig, MinerEvent, Timed};
 use crate::mining::node::NodeSource;
 use crate::mining::rpc::{RpcClient, RpcError};
 use crate::mining::source::WorkSource;
+use crate::mining::status::StatusBoard;
 use crate::mining::stratum::{StratumEndpoint, StratumSource};
 
 /// Set by Ctrl-C: the miner stops, reports and exits 0.
@@ -75,6 +79,18 @@ pub struct Mine {
     /// Seconds between status lines.
     #[arg(long, default_value_t = 10.0)]
     status_every: f64,
+    /// Nonces per GPU dispatch as a power of two (12-31) [default: tuned at start so a
+    /// dispatch takes --dispatch-ms].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(12..=31))]
+    intensity: Option<u8>,
+    /// Milliseconds one GPU dispatch (or CPU scan call) should take when tuned: shorter
+    /// switches to new work faster, longer keeps a GPU busier.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    dispatch_ms: u64,
+    /// Serve the read-only status API (JSON at /summary, Prometheus at /metrics) on ADDR:PORT,
+    /// or on 127.0.0.1:PORT when given a bare port. Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_api_addr)]
+    api: Option<SocketAddr>,
     /// Print one JSON event per line instead of text.
     #[arg(long)]
     json: bool,
@@ -90,6 +106,15 @@ fn detect_mode(node: &RpcClient) -> Mode {
         Err(RpcError::Rpc { code: -32601, .. }) => Mode::Gbt,
         _ => Mode::Getwork,
     }
+}
+
+/// `PORT` means 127.0.0.1:PORT: the API has no authentication, so other hosts are opt-in.
+fn parse_api_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("expected PORT or ADDR:PORT (such as 127.0.0.1:4048), got {text:?}"))
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -144,7 +169,7 @@ impl Mine {
     }
 
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let config = MinerConfig {
+        let mut config = MinerConfig {
             blocks: self.blocks,
             shares: self.shares,
             duration: self
@@ -152,6 +177,9 @@ impl Mine {
                 .map(|d| seconds(d, "--duration"))
                 .transpose()?,
             status_every: Some(seconds(self.status_every, "--status-every")?),
+            intensity: self.intensity,
+            dispatch: Duration::from_millis(self.dispatch_ms),
+            board: None,
             submit_bad_share: self.test_submit_bad_share,
         };
         let mut source = self.source()?;
@@ -163,17 +191,38 @@ impl Mine {
             }
             backends.push(open_backend(&BackendChoice::Cpu)?);
         }
-        ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed))
-            .context("installing the Ctrl-C handler")?;
+        // The first Ctrl-C or SIGTERM stops cleanly (found shares still go out); a second one
+        // exits at once.
+        ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+        })
+        .context("installing the Ctrl-C/SIGTERM handler")?;
         let json = self.json;
-        let stats = miner::run(source.as_mut(), &backends, &config, &INTERRUPTED, |event| {
+        let print = move |event: &Timed| {
             if json {
-                if let Err(e) = super::print_json(&event) {
+                if let Err(e) = super::print_json(event) {
                     tracing::debug!("printing an event: {e}");
                 }
             } else {
-                print_text(&event);
+                print_text(event);
             }
+        };
+        let _api = match self.api {
+            Some(addr) => {
+                let board = Arc::new(StatusBoard::new());
+                let api = StatusApi::start(addr, Arc::clone(&board))?;
+                config.board = Some(board);
+                print(&Timed::now(MinerEvent::Api {
+                    url: format!("http://{}", api.addr()),
+                }));
+                Some(api)
+            }
+            None => None,
+        };
+        let stats = miner::run(source.as_mut(), &backends, &config, &INTERRUPTED, |event| {
+            print(&event);
         })?;
         tracing::debug!("mined: {stats:?}");
         Ok(ExitCode::SUCCESS)
@@ -225,6 +274,11 @@ fn print_text(event: &Timed) {
             stats.hw_errors
         ),
         MinerEvent::Error { message } => println!("error: {message}"),
+        MinerEvent::Tuned { device, nonces, tuning, dispatch_ms } => match dispatch_ms {
+            Some(ms) => println!("{device}: {nonces} nonces per scan (tuned for {ms} ms)"),
+            None => println!("{device}: {nonces} nonces per scan ({tuning})"),
+        },
+        MinerEvent::Api { url } => println!("status API on {url}/summary and {url}/metrics"),
         MinerEvent::Hashing { .. } | MinerEvent::Found { .. } => {}
     }
 }

@@ -90,7 +90,9 @@ impl Backend for FallbackBackend {
         }
     }
 
+    /// Tunes the CPU too, so a hand-over keeps scan calls short.
     fn tune(&self, target: std::time::Duration) -> Result<Option<u32>, HashError> {
+        self.cpu.tune(target)?;
         self.run(|b| b.tune(target))
     }
 

@@ -173,13 +173,13 @@ pub trait Backend: Send + Sync {
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError>;
 
     /// Nonces worth giving one [`Backend::scan`] call: enough to keep the device busy, few
-    /// enough that progress and new work are noticed quickly.
+    /// enough that progress and new work are noticed quickly (see [`Backend::tune`]).
     fn scan_slice(&self) -> u64 {
         1 << 24
     }
 
-    /// Sizes the nonces per device dispatch so one takes about `target`; returns the size
-    /// chosen, or `None` for backends without dispatches (the CPU).
+    /// Sizes [`Backend::scan_slice`] so one scan call (on a GPU, one dispatch) takes about
+    /// `target`, by measuring; returns the nonces per call chosen.
     ///
     /// # Errors
     /// A device failure while measuring.

@@ -13,14 +13,13 @@ use serde::Serialize;
 
 use super::job::{Job, Solution};
 use super::source::{SourceError, SourceEvent, WorkSource};
+use super::status::{DeviceStatus, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS};
 use super::target;
-use crate::hash::{Backend, ScanJob};
+use crate::hash::{Backend, BackendKind, ScanJob};
 
-/// Nonces per scan adapt so that one scan takes about this long: short enough to drop stale
-/// work quickly, long enough to keep a GPU busy.
-const SCAN_GOAL: Duration = Duration::from_millis(25);
-const FIRST_SCAN: u64 = 1 << 14;
-const MIN_SCAN: u64 = 1 << 10;
+/// GPU dispatches (and CPU scan calls) are tuned to take about this long unless told
+/// otherwise: short enough to drop stale work quickly, long enough to keep a GPU busy.
+pub const DEFAULT_DISPATCH: Duration = Duration::from_millis(30);
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
 /// this many per scan.
 const MAX_FOUND_PER_SCAN: usize = 64;
@@ -30,15 +29,41 @@ const MAX_HELD: usize = 256;
 /// Jobs kept valid without a clean_jobs (a pool rebroadcasting every minute keeps them all).
 const MAX_LIVE_JOBS: usize = 32;
 
-/// When to stop and which test hooks to run.
-#[derive(Clone, Debug, Default)]
+/// After a stop, how long answers to submitted solutions are awaited.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How often the status board is refreshed.
+const BOARD_EVERY: Duration = Duration::from_secs(1);
+
+/// When to stop, how to size the work, where to publish status and which test hooks to run.
+#[derive(Clone, Debug)]
 pub struct MinerConfig {
     pub blocks: Option<u64>,
     pub shares: Option<u64>,
     pub duration: Option<Duration>,
     pub status_every: Option<Duration>,
+    /// Nonces per GPU dispatch as a power of two, instead of tuning (CPUs are always tuned).
+    pub intensity: Option<u8>,
+    /// The time a tuned dispatch or scan call should take.
+    pub dispatch: Duration,
+    /// Refreshed about once a second for the status API.
+    pub board: Option<Arc<StatusBoard>>,
     /// Test hook: submit one solution that does not meet the target, to see it rejected.
     pub submit_bad_share: bool,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            blocks: None,
+            shares: None,
+            duration: None,
+            status_every: None,
+            intensity: None,
+            dispatch: DEFAULT_DISPATCH,
+            board: None,
+            submit_bad_share: false,
+        }
+    }
 }
 
 /// Counters reported in status lines and at the end.
@@ -70,6 +95,18 @@ pub enum MinerEvent {
         height: Option<u64>,
         /// The target solutions must meet, 64 hex digits, most significant first.
         target: String,
+    },
+    /// A device's work size was chosen: `nonces` per scan call (per dispatch on a GPU).
+    Tuned {
+        device: String,
+        nonces: u64,
+        /// `auto` (measured to take `dispatch_ms`) or `intensity`.
+        tuning: String,
+        dispatch_ms: Option<f64>,
+    },
+    /// The status API is listening.
+    Api {
+        url: String,
     },
     /// The hashing thread started on a job (measures the reaction time to new work).
     Hashing {
@@ -137,6 +174,14 @@ pub struct Timed {
     pub event: MinerEvent,
 }
 
+impl Timed {
+    /// `event`, stamped with the current time.
+    #[must_use]
+    pub fn now(event: MinerEvent) -> Self {
+        Self { time: now(), event }
+    }
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -159,7 +204,14 @@ struct Shared {
     /// A solo job whose block was found: no device should go on with it.
     finished: AtomicU64,
     stop: AtomicBool,
+}
+
+/// What one device's hashing thread has done.
+#[derive(Default)]
+struct DeviceCounters {
+    hashes: AtomicU64,
     hw_errors: AtomicU64,
+    errors: AtomicU64,
 }
 
 enum FromHasher {
@@ -174,11 +226,10 @@ enum FromHasher {
 fn hash_loop(
     shared: &Shared,
     backend: &dyn Backend,
-    hashes: &AtomicU64,
+    counters: &DeviceCounters,
     announce: bool,
     out: &Sender<FromHasher>,
 ) {
-    let mut scan_size = FIRST_SCAN;
     let mut done_generation = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         let (generation, job) = {
@@ -215,6 +266,8 @@ fn hash_loop(
         };
         let mut cached: Option<(u64, [u8; 80])> = None;
         while !stale() {
+            // Sized by `tune`; read each time since a GPU that fails over changes it.
+            let scan_size = backend.scan_slice().clamp(1, 1 << 32);
             let position = shared.cursor.fetch_add(scan_size, Ordering::Relaxed);
             let (roll, first) = (position >> 32, position & 0xffff_ffff);
             let header = match cached {
@@ -230,25 +283,17 @@ fn hash_loop(
             // A range never crosses into the next roll: the rest of it is skipped.
             let count = scan_size.min((1 << 32) - first);
             let scan = ScanJob::new(&header, first, count, words).expect("range inside 2^32");
-            let started = Instant::now();
             let outcome = match backend.scan(&scan) {
                 Ok(outcome) => outcome,
                 Err(e) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
                     let _ = out.send(FromHasher::Failed(format!("{}: {e}", backend.name())));
                     thread::sleep(Duration::from_secs(1));
                     continue;
                 }
             };
-            let took = started.elapsed();
-            // Grow until a scan takes SCAN_GOAL; shrink only well past it, so the size
-            // settles instead of swinging (and splits evenly over the CPU's workers).
-            if took < SCAN_GOAL {
-                scan_size = (scan_size * 2).min(1 << 32);
-            } else if took > SCAN_GOAL * 4 {
-                scan_size = (scan_size / 2).max(MIN_SCAN);
-            }
-            hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
-            shared
+            counters.hashes.fetch_add(outcome.hashes, Ordering::Relaxed);
+            counters
                 .hw_errors
                 .fetch_add(outcome.hw_errors, Ordering::Relaxed);
             if job.solo && !outcome.found.is_empty() {
@@ -286,7 +331,253 @@ fn bad_solution(job: &Arc<Job>) -> Option<Solution> {
         .find(|s| !s.meets_target() && !block_target.is_met_by(s.header.block_hash()))
 }
 
+/// Sizes one device's work as `config` asks; returns how (`auto` or `intensity`).
+fn tune_device(backend: &dyn Backend, config: &MinerConfig) -> Result<&'static str, String> {
+    match config.intensity {
+        Some(intensity) if backend.kind() == BackendKind::Gpu => {
+            backend.set_intensity(intensity);
+            Ok("intensity")
+        }
+        _ => backend
+            .tune(config.dispatch)
+            .map(|_| "auto")
+            .map_err(|e| format!("{}: tuning: {e}", backend.name())),
+    }
+}
+
+/// Per-device hash counts over the last [`RATE_WINDOW_SECONDS`], for windowed rates.
+struct RateWindow {
+    samples: VecDeque<(Instant, Vec<u64>)>,
+}
+
+impl RateWindow {
+    /// Adds a sample and returns hashes per second per device over the window.
+    #[allow(clippy::cast_precision_loss)]
+    fn push(&mut self, counts: Vec<u64>) -> Vec<f64> {
+        let now = Instant::now();
+        while self.samples.len() > 1
+            && now.duration_since(self.samples[0].0).as_secs() > RATE_WINDOW_SECONDS
+        {
+            self.samples.pop_front();
+        }
+        let rates = match self.samples.front() {
+            Some((then, old)) => {
+                let seconds = now.duration_since(*then).as_secs_f64().max(1e-9);
+                counts
+                    .iter()
+                    .zip(old)
+                    .map(|(new, old)| new.saturating_sub(*old) as f64 / seconds)
+                    .collect()
+            }
+            None => vec![0.0; counts.len()],
+        };
+        self.samples.push_back((now, counts));
+        rates
+    }
+}
+
+/// The miner loop's own state: jobs, solutions on their way, counters, what to report.
+struct Driver<'a, E: FnMut(Timed)> {
+    source: &'a mut dyn WorkSource,
+    shared: &'a Shared,
+    config: &'a MinerConfig,
+    emit: E,
+    stats: Stats,
+    /// Jobs a solution may still be submitted for, by identity: a reconnected pool reuses ids.
+    live_jobs: VecDeque<Arc<Job>>,
+    bad_share_sent: bool,
+    /// Solutions submitted and not yet answered, and found ones held back so that a --blocks
+    /// or --shares limit is met exactly rather than overshot by shares in flight.
+    in_flight: u64,
+    held: VecDeque<Solution>,
+    pool: PoolStatus,
+    job_since: Option<Instant>,
+}
+
+impl<E: FnMut(Timed)> Driver<'_, E> {
+    fn emit(&mut self, event: MinerEvent) {
+        self.emit_at(now(), event);
+    }
+
+    fn emit_at(&mut self, time: f64, event: MinerEvent) {
+        (self.emit)(Timed { time, event });
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.config.blocks.is_some_and(|n| self.stats.blocks >= n)
+            || self
+                .config
+                .shares
+                .is_some_and(|n| self.stats.accepted - self.stats.blocks >= n)
+    }
+
+    fn on_source(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::NewJob { job, clean } => {
+                if clean {
+                    self.live_jobs.clear();
+                }
+                if self.live_jobs.len() >= MAX_LIVE_JOBS {
+                    self.live_jobs.pop_front();
+                }
+                self.live_jobs.push_back(Arc::clone(&job));
+                self.pool.job = Some(job.id.clone());
+                self.pool.height = job.height;
+                self.job_since = Some(Instant::now());
+                self.emit(MinerEvent::NewJob {
+                    job: job.id.clone(),
+                    clean,
+                    height: job.height,
+                    target: target::display(job.target),
+                });
+                if !self.bad_share_sent {
+                    if let Some(solution) = bad_solution(&job) {
+                        self.bad_share_sent = true;
+                        self.emit(found_event(&solution, true));
+                        self.in_flight += 1;
+                        self.source.submit(solution);
+                    }
+                }
+                let shared = self.shared;
+                let mut current = shared
+                    .current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                current.generation += 1;
+                current.job = Some(job);
+                shared.cursor.store(0, Ordering::Relaxed);
+                shared
+                    .generation
+                    .store(current.generation, Ordering::Relaxed);
+                shared.changed.notify_all();
+            }
+            SourceEvent::Accepted { solution } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.stats.accepted += 1;
+                if solution.job.solo {
+                    self.stats.blocks += 1;
+                }
+                self.emit(MinerEvent::Accepted {
+                    job: solution.job.id.clone(),
+                    nonce: solution.nonce(),
+                    hash: solution.header.block_hash().to_string(),
+                    block: solution.job.solo,
+                });
+            }
+            SourceEvent::Rejected {
+                solution,
+                reason,
+                stale,
+            } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if stale {
+                    self.stats.stale += 1;
+                } else {
+                    self.stats.rejected += 1;
+                }
+                self.emit(rejected_event(&solution, reason, stale));
+            }
+            SourceEvent::Connected { url } => {
+                self.live_jobs.clear();
+                self.pool.connected = true;
+                self.pool.url.clone_from(&url);
+                self.emit(MinerEvent::Connected { url });
+            }
+            SourceEvent::Disconnected { url, reason } => {
+                self.pool.connected = false;
+                self.pool.last_error = Some(reason.clone());
+                self.emit(MinerEvent::Disconnected { url, reason });
+            }
+            SourceEvent::Difficulty { difficulty } => {
+                self.emit(MinerEvent::Difficulty { difficulty });
+            }
+        }
+    }
+
+    fn on_hasher(&mut self, message: FromHasher) {
+        match message {
+            FromHasher::Started(job, at) => self.emit_at(at, MinerEvent::Hashing { job }),
+            FromHasher::Failed(message) => {
+                self.pool.last_error = Some(message.clone());
+                self.emit(MinerEvent::Error { message });
+            }
+            FromHasher::Found(solution) => {
+                self.stats.found += 1;
+                self.emit(found_event(&solution, false));
+                if self.held.len() < MAX_HELD {
+                    self.held.push_back(solution);
+                }
+            }
+        }
+    }
+
+    /// Submits held solutions whose job is still live, up to the --blocks/--shares limits.
+    fn submit_held(&mut self) {
+        while let Some(solution) = self.held.front() {
+            if !self.live_jobs.iter().any(|j| Arc::ptr_eq(j, &solution.job)) {
+                let solution = self.held.pop_front().expect("front exists");
+                self.stats.stale += 1;
+                self.emit(rejected_event(
+                    &solution,
+                    "job replaced before submit".into(),
+                    true,
+                ));
+                continue;
+            }
+            let (stats, in_flight) = (&self.stats, self.in_flight);
+            let enough = if solution.job.solo {
+                self.config
+                    .blocks
+                    .is_some_and(|n| stats.blocks + in_flight >= n)
+            } else {
+                self.config
+                    .shares
+                    .is_some_and(|n| stats.accepted - stats.blocks + in_flight >= n)
+            };
+            if enough {
+                break;
+            }
+            let solution = self.held.pop_front().expect("front exists");
+            self.in_flight += 1;
+            self.source.submit(solution);
+        }
+    }
+
+    /// Polls the source once and handles what it and the hashers have to say.
+    fn step(&mut self, hashers: &Receiver<FromHasher>) -> Result<(), SourceError> {
+        for event in self.source.poll(POLL_STEP)? {
+            self.on_source(event);
+        }
+        while let Ok(message) = hashers.try_recv() {
+            self.on_hasher(message);
+        }
+        self.submit_held();
+        Ok(())
+    }
+
+    /// After the hashers stopped: submits what they found while the job is still valid and
+    /// waits (bounded) for the answers, so a stop loses no share that could still count.
+    fn drain(&mut self, hashers: &Receiver<FromHasher>) -> Result<(), SourceError> {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        loop {
+            self.step(hashers)?;
+            if self.in_flight == 0 || self.limit_reached() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let message = format!(
+                    "stopping with {} submitted solution(s) unanswered after {DRAIN_LIMIT:?}",
+                    self.in_flight
+                );
+                self.emit(MinerEvent::Error { message });
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Runs until a limit in `config` is reached or `interrupt` is set; `emit` sees every event.
+/// On a stop, solutions already found are still submitted and their answers awaited (briefly).
 ///
 /// # Errors
 /// A fatal work source problem (bad credentials, an address the node refuses, bad work).
@@ -297,6 +588,7 @@ pub fn run(
     interrupt: &AtomicBool,
     emit: impl FnMut(Timed),
 ) -> Result<Stats, SourceError> {
+    let started = Instant::now();
     let shared = Arc::new(Shared {
         current: Mutex::new(Current {
             generation: 0,
@@ -307,41 +599,75 @@ pub fn run(
         cursor: AtomicU64::new(0),
         finished: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-        hw_errors: AtomicU64::new(0),
     });
-    let device_hashes: Vec<Arc<AtomicU64>> = backends
+    let mut driver = Driver {
+        source,
+        shared: &shared,
+        config,
+        emit,
+        stats: Stats::default(),
+        live_jobs: VecDeque::new(),
+        bad_share_sent: !config.submit_bad_share,
+        in_flight: 0,
+        held: VecDeque::new(),
+        pool: PoolStatus::default(),
+        job_since: None,
+    };
+    driver.pool.url = driver.source.url();
+    // Tuned one after another: devices measured side by side would slow each other down.
+    let tunings: Vec<&'static str> = backends
         .iter()
-        .map(|_| Arc::new(AtomicU64::new(0)))
+        .map(|backend| match tune_device(backend.as_ref(), config) {
+            Ok(tuning) => {
+                driver.emit(MinerEvent::Tuned {
+                    device: backend.name(),
+                    nonces: backend.scan_slice(),
+                    tuning: tuning.into(),
+                    dispatch_ms: (tuning == "auto").then_some(config.dispatch.as_secs_f64() * 1e3),
+                });
+                tuning
+            }
+            Err(message) => {
+                driver.emit(MinerEvent::Error { message });
+                "default"
+            }
+        })
+        .collect();
+    let counters: Vec<Arc<DeviceCounters>> = backends
+        .iter()
+        .map(|_| Arc::new(DeviceCounters::default()))
         .collect();
     let (tx, rx): (Sender<FromHasher>, Receiver<FromHasher>) = mpsc::channel();
     let hashers: Vec<_> = backends
         .iter()
-        .zip(&device_hashes)
+        .zip(&counters)
         .enumerate()
-        .map(|(i, (backend, hashes))| {
-            let (shared, backend, hashes, tx) = (
+        .map(|(i, (backend, counters))| {
+            let (shared, backend, counters, tx) = (
                 Arc::clone(&shared),
                 Arc::clone(backend),
-                Arc::clone(hashes),
+                Arc::clone(counters),
                 tx.clone(),
             );
             thread::Builder::new()
                 .name(format!("peerhash-miner-{i}"))
-                .spawn(move || hash_loop(&shared, backend.as_ref(), &hashes, i == 0, &tx))
+                .spawn(move || hash_loop(&shared, backend.as_ref(), &counters, i == 0, &tx))
                 .expect("spawning a thread")
         })
         .collect();
     drop(tx);
-    let total_hashes = || {
-        device_hashes
+    let device_hashes = || -> Vec<u64> {
+        counters
             .iter()
-            .map(|h| h.load(Ordering::Relaxed))
-            .sum::<u64>()
+            .map(|c| c.hashes.load(Ordering::Relaxed))
+            .collect()
     };
-    let mut last_device_hashes: Vec<u64> = vec![0; backends.len()];
-    let sink = std::cell::RefCell::new(emit);
-    let emit_at = |time: f64, event: MinerEvent| (sink.borrow_mut())(Timed { time, event });
-    let emit = |event: MinerEvent| emit_at(now(), event);
+    let hw_errors = || -> u64 {
+        counters
+            .iter()
+            .map(|c| c.hw_errors.load(Ordering::Relaxed))
+            .sum()
+    };
     // Named at each report: a GPU that failed over to the CPU says so.
     let device = || {
         backends
@@ -350,173 +676,88 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(" + ")
     };
-    let started = Instant::now();
-    let mut stats = Stats::default();
-    // Jobs a solution may still be submitted for, by identity: a reconnected pool reuses ids.
-    let mut live_jobs: VecDeque<Arc<Job>> = VecDeque::new();
-    let mut bad_share_sent = !config.submit_bad_share;
-    // Solutions submitted and not yet answered, and found ones held back so that a --blocks or
-    // --shares limit is met exactly rather than overshot by shares in flight.
-    let mut in_flight: u64 = 0;
-    let mut held: VecDeque<Solution> = VecDeque::new();
-    let mut last_status = (Instant::now(), 0u64);
+    let mut window = RateWindow {
+        samples: VecDeque::new(),
+    };
+    let mut last_board = None::<Instant>;
+    let mut last_status = (Instant::now(), vec![0u64; backends.len()]);
     let result = loop {
         if interrupt.load(Ordering::Relaxed)
-            || config.blocks.is_some_and(|n| stats.blocks >= n)
-            || config
-                .shares
-                .is_some_and(|n| stats.accepted - stats.blocks >= n)
+            || driver.limit_reached()
             || config.duration.is_some_and(|d| started.elapsed() >= d)
         {
             break Ok(());
         }
-        let events = match source.poll(POLL_STEP) {
-            Ok(events) => events,
-            Err(e) => break Err(e),
-        };
-        for event in events {
-            match event {
-                SourceEvent::NewJob { job, clean } => {
-                    if clean {
-                        live_jobs.clear();
-                    }
-                    if live_jobs.len() >= MAX_LIVE_JOBS {
-                        live_jobs.pop_front();
-                    }
-                    live_jobs.push_back(Arc::clone(&job));
-                    emit(MinerEvent::NewJob {
-                        job: job.id.clone(),
-                        clean,
-                        height: job.height,
-                        target: target::display(job.target),
-                    });
-                    if !bad_share_sent {
-                        if let Some(solution) = bad_solution(&job) {
-                            bad_share_sent = true;
-                            emit(found_event(&solution, true));
-                            in_flight += 1;
-                            source.submit(solution);
-                        }
-                    }
-                    let mut current = shared
-                        .current
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    current.generation += 1;
-                    current.job = Some(job);
-                    shared.cursor.store(0, Ordering::Relaxed);
-                    shared
-                        .generation
-                        .store(current.generation, Ordering::Relaxed);
-                    shared.changed.notify_all();
-                }
-                SourceEvent::Accepted { solution } => {
-                    in_flight = in_flight.saturating_sub(1);
-                    stats.accepted += 1;
-                    if solution.job.solo {
-                        stats.blocks += 1;
-                    }
-                    emit(MinerEvent::Accepted {
-                        job: solution.job.id.clone(),
-                        nonce: solution.nonce(),
-                        hash: solution.header.block_hash().to_string(),
-                        block: solution.job.solo,
-                    });
-                }
-                SourceEvent::Rejected {
-                    solution,
-                    reason,
-                    stale,
-                } => {
-                    in_flight = in_flight.saturating_sub(1);
-                    if stale {
-                        stats.stale += 1;
-                    } else {
-                        stats.rejected += 1;
-                    }
-                    emit(rejected_event(&solution, reason, stale));
-                }
-                SourceEvent::Connected { url } => {
-                    live_jobs.clear();
-                    emit(MinerEvent::Connected { url });
-                }
-                SourceEvent::Disconnected { url, reason } => {
-                    emit(MinerEvent::Disconnected { url, reason })
-                }
-                SourceEvent::Difficulty { difficulty } => {
-                    emit(MinerEvent::Difficulty { difficulty })
-                }
-            }
+        if let Err(e) = driver.step(&rx) {
+            break Err(e);
         }
-        while let Ok(message) = rx.try_recv() {
-            match message {
-                FromHasher::Started(job, at) => emit_at(at, MinerEvent::Hashing { job }),
-                FromHasher::Failed(message) => emit(MinerEvent::Error { message }),
-                FromHasher::Found(solution) => {
-                    stats.found += 1;
-                    emit(found_event(&solution, false));
-                    if held.len() < MAX_HELD {
-                        held.push_back(solution);
-                    }
+        if let Some(board) = &config.board {
+            if last_board.is_none_or(|t| t.elapsed() >= BOARD_EVERY) {
+                last_board = Some(Instant::now());
+                let counts = device_hashes();
+                let rates = window.push(counts.clone());
+                driver.stats.hashes = counts.iter().sum();
+                driver.stats.hw_errors = hw_errors();
+                driver.pool.difficulty = driver.source.difficulty();
+                if let Some(error) = driver.source.last_error() {
+                    driver.pool.last_error = Some(error);
                 }
+                driver.pool.job_age_seconds = driver.job_since.map(|t| t.elapsed().as_secs_f64());
+                let seconds = started.elapsed().as_secs_f64();
+                #[allow(clippy::cast_precision_loss)]
+                board.publish(Snapshot {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    uptime_seconds: seconds,
+                    hashrate: rates.iter().sum(),
+                    hashrate_average: driver.stats.hashes as f64 / seconds.max(1e-9),
+                    pool: driver.pool.clone(),
+                    shares: driver.stats.clone(),
+                    devices: backends
+                        .iter()
+                        .zip(&counters)
+                        .zip(rates.iter().zip(&tunings))
+                        .enumerate()
+                        .map(|(index, ((backend, c), (rate, tuning)))| DeviceStatus {
+                            index,
+                            name: backend.name(),
+                            kind: match backend.kind() {
+                                BackendKind::Cpu => "cpu".into(),
+                                BackendKind::Gpu => "gpu".into(),
+                            },
+                            hashrate: *rate,
+                            hashes: c.hashes.load(Ordering::Relaxed),
+                            hw_errors: c.hw_errors.load(Ordering::Relaxed),
+                            errors: c.errors.load(Ordering::Relaxed),
+                            scan_nonces: backend.scan_slice(),
+                            tuning: (*tuning).into(),
+                        })
+                        .collect(),
+                });
             }
-        }
-        while let Some(solution) = held.front() {
-            if !live_jobs.iter().any(|j| Arc::ptr_eq(j, &solution.job)) {
-                let solution = held.pop_front().expect("front exists");
-                stats.stale += 1;
-                emit(rejected_event(
-                    &solution,
-                    "job replaced before submit".into(),
-                    true,
-                ));
-                continue;
-            }
-            let enough = if solution.job.solo {
-                config.blocks.is_some_and(|n| stats.blocks + in_flight >= n)
-            } else {
-                config
-                    .shares
-                    .is_some_and(|n| stats.accepted - stats.blocks + in_flight >= n)
-            };
-            if enough {
-                break;
-            }
-            let solution = held.pop_front().expect("front exists");
-            in_flight += 1;
-            source.submit(solution);
         }
         if let Some(every) = config.status_every {
             if last_status.0.elapsed() >= every {
-                let hashes = total_hashes();
+                let counts = device_hashes();
                 let seconds = last_status.0.elapsed().as_secs_f64();
                 #[allow(clippy::cast_precision_loss)]
-                let hashrate = (hashes - last_status.1) as f64 / seconds;
-                #[allow(clippy::cast_precision_loss)]
-                let devices = backends
+                let devices: Vec<DeviceRate> = backends
                     .iter()
-                    .zip(&device_hashes)
-                    .zip(last_device_hashes.iter_mut())
-                    .map(|((backend, now), last)| {
-                        let now = now.load(Ordering::Relaxed);
-                        let rate = (now - *last) as f64 / seconds;
-                        *last = now;
-                        DeviceRate {
-                            name: backend.name(),
-                            hashrate: rate,
-                        }
+                    .zip(counts.iter().zip(&last_status.1))
+                    .map(|(backend, (now, last))| DeviceRate {
+                        name: backend.name(),
+                        hashrate: (now - last) as f64 / seconds,
                     })
                     .collect();
-                last_status = (Instant::now(), hashes);
-                stats.hashes = hashes;
-                stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
-                emit(MinerEvent::Status {
-                    url: source.url(),
+                last_status = (Instant::now(), counts.clone());
+                driver.stats.hashes = counts.iter().sum();
+                driver.stats.hw_errors = hw_errors();
+                driver.emit(MinerEvent::Status {
+                    url: driver.source.url(),
                     device: device(),
-                    hashrate,
+                    hashrate: devices.iter().map(|d| d.hashrate).sum(),
                     devices,
-                    difficulty: source.difficulty(),
-                    stats: stats.clone(),
+                    difficulty: driver.source.difficulty(),
+                    stats: driver.stats.clone(),
                 });
             }
         }
@@ -526,13 +767,15 @@ pub fn run(
     for hasher in hashers {
         let _ = hasher.join();
     }
-    stats.hashes = total_hashes();
-    stats.hw_errors = shared.hw_errors.load(Ordering::Relaxed);
+    let result = result.and_then(|()| driver.drain(&rx));
+    driver.stats.hashes = device_hashes().iter().sum();
+    driver.stats.hw_errors = hw_errors();
     let seconds = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
-    let hashrate = stats.hashes as f64 / seconds.max(1e-9);
-    emit(MinerEvent::Summary {
-        url: source.url(),
+    let hashrate = driver.stats.hashes as f64 / seconds.max(1e-9);
+    let stats = driver.stats.clone();
+    driver.emit(MinerEvent::Summary {
+        url: driver.source.url(),
         device: device(),
         seconds,
         hashrate,

@@ -1,6 +1,7 @@
 //! Bitcoin work: block headers, targets, jobs, work sources (getwork, getblocktemplate,
 //! Stratum) and the miner loop.
 
+pub mod api;
 pub mod gbt;
 pub mod getwork;
 pub mod header;
@@ -10,5 +11,6 @@ pub mod miner;
 pub mod node;
 pub mod rpc;
 pub mod source;
+pub mod status;
 pub mod stratum;
 pub mod target;

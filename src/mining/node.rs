@@ -331,4 +331,8 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
     fn url(&self) -> String {
         self.client().url()
     }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_failure.clone()
+    }
 }

@@ -50,4 +50,9 @@ pub trait WorkSource {
     fn difficulty(&self) -> Option<f64> {
         None
     }
+
+    /// Why the last connection attempt or session failed, if one did (for the status API).
+    fn last_error(&self) -> Option<String> {
+        None
+    }
 }

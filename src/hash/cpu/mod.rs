@@ -3,6 +3,9 @@
 
 pub mod sha256d;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use rayon::prelude::*;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -72,6 +75,8 @@ pub fn recheck(job: &ScanJob, reported: impl IntoIterator<Item = u32>) -> (Vec<u
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Nonces per [`Backend::scan`] call in a search: set by [`Backend::tune`].
+    slice: AtomicU64,
 }
 
 impl CpuBackend {
@@ -88,7 +93,11 @@ impl CpuBackend {
             .thread_name(|i| format!("peerhash-cpu-{i}"))
             .build()
             .map_err(|e| HashError::Io(std::io::Error::other(e)))?;
-        Ok(Self { pool, threads })
+        Ok(Self {
+            pool,
+            threads,
+            slice: AtomicU64::new(1 << 24),
+        })
     }
 
     #[must_use]
@@ -155,6 +164,38 @@ impl Backend for CpuBackend {
         Ok(self
             .pool
             .install(|| messages.par_iter().map(|m| digest_one(algo, m)).collect()))
+    }
+
+    fn scan_slice(&self) -> u64 {
+        self.slice.load(Ordering::Relaxed)
+    }
+
+    /// Measures this CPU's search rate and sizes a scan call to take about `target`, in whole
+    /// rounds of one chunk per worker so no worker idles at the end of a call.
+    fn tune(&self, target: Duration) -> Result<Option<u32>, HashError> {
+        let round = SCAN_CHUNK * self.threads as u64;
+        let mut count = SCAN_CHUNK.min(round);
+        let (count, elapsed) = loop {
+            let job = ScanJob::new(&[0x5a; 80], 0, count, [0; 8]).expect("in range");
+            let started = Instant::now();
+            self.scan(&job)?;
+            let elapsed = started.elapsed();
+            if elapsed >= target / 2 || count >= 1 << 31 {
+                break (count, elapsed);
+            }
+            count *= 2;
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let rate = count as f64 / elapsed.as_secs_f64().max(1e-6);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let wanted = (rate * target.as_secs_f64()).min(f64::from(u32::MAX)) as u64;
+        let slice = if wanted >= round {
+            wanted / round * round
+        } else {
+            wanted.max(1024)
+        };
+        self.slice.store(slice, Ordering::Relaxed);
+        Ok(Some(u32::try_from(slice).unwrap_or(u32::MAX)))
     }
 
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {

@@ -245,7 +245,7 @@ impl Backend for GpuBackend {
     }
 
     fn scan_slice(&self) -> u64 {
-        u64::from(self.scan_shape().batch) * 4
+        u64::from(self.scan_shape().batch)
     }
 
     fn tune(&self, target: Duration) -> Result<Option<u32>, HashError> {

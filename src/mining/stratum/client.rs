@@ -191,6 +191,7 @@ pub struct StratumSource {
     malformed: u64,
     /// Set by `client.reconnect`: come back to the same pool after this long.
     reconnect_after: Option<Duration>,
+    last_error: Option<String>,
 }
 
 impl StratumSource {
@@ -217,6 +218,7 @@ impl StratumSource {
             idle_limit: timeout_from_env("PEERHASH_STRATUM_IDLE_MS", Duration::from_secs(300)),
             malformed: 0,
             reconnect_after: None,
+            last_error: None,
         }
     }
 
@@ -507,6 +509,7 @@ impl StratumSource {
             }
         }
         tracing::debug!("{}: {reason}", self.endpoints[self.current].url());
+        self.last_error = Some(format!("{}: {reason}", self.endpoints[self.current].url()));
         if let Some(wait) = self.reconnect_after.take() {
             self.next_attempt = Instant::now() + wait;
             return;
@@ -627,5 +630,9 @@ impl WorkSource for StratumSource {
 
     fn difficulty(&self) -> Option<f64> {
         Some(self.difficulty)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error.clone()
     }
 }
