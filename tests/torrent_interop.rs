@@ -603,6 +603,45 @@ fn a_file_truncated_while_verify_reads_it_is_never_ok() {
 }
 
 #[test]
+fn a_file_rewritten_with_the_same_bytes_while_verify_reads_it_is_reported_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.bin");
+    fs::write(&data, vec![0x5au8; 128 << 20]).unwrap();
+    let torrent = dir.path().join("big.torrent");
+    let made = peerhash(
+        &["create", data.to_str().unwrap(), "-o", torrent.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(made.status.code(), Some(0));
+    let mut child = Command::new(PEERHASH)
+        .args([
+            "verify",
+            torrent.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The content never differs from the torrent, so only the modification time can tell;
+    // rewriting until verify exits makes sure one rewrite falls inside its run.
+    let mut file = fs::OpenOptions::new().write(true).open(&data).unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "verify hangs");
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(64 << 20)).unwrap();
+        std::io::Write::write_all(&mut file, &[0x5a; 4096]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let report = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(file_status(&report, "big.bin"), "changed", "{report}");
+    assert_eq!(report["bad_pieces"], serde_json::json!([]), "the bytes themselves are right");
+}
+
+#[test]
 fn created_torrents_load_and_check_complete_in_libtorrent() {
     let (dir, good) = setup();
     fs::write(good.join("payload/.hidden"), b"hidden files are included").unwrap();

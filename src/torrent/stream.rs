@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
 use crate::hash::{Algo, Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
@@ -33,6 +33,17 @@ pub enum FileState {
     Missing,
     WrongSize,
     Unreadable,
+    /// Its size or modification time changed while it was being read: what was hashed may be
+    /// neither the old nor the new content.
+    Changed,
+}
+
+/// What a file looked like before reading: its length and modification time.
+type Stamp = Option<(u64, std::time::SystemTime)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 /// Which hashes to compute per piece.
@@ -151,6 +162,7 @@ pub fn run(
     let buffers = usize::try_from(buffers).expect("a few buffers");
     let depth = buffers.saturating_sub(hashers + 1).max(1);
     let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
+    let stamps: Vec<Stamp> = paths.iter().map(|p| stamp(p)).collect();
     let mut states = check_files(layout, paths);
 
     let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(depth);
@@ -204,6 +216,11 @@ pub fn run(
         match reader.join() {
             Ok(read_states) => states = read_states,
             Err(_) => return Err(StreamError::ReaderPanic),
+        }
+        for ((state, path), before) in states.iter_mut().zip(paths).zip(&stamps) {
+            if *state == FileState::Present && before.is_some() && stamp(path) != *before {
+                *state = FileState::Changed;
+            }
         }
         outcome.map_err(StreamError::from)
     })?;

@@ -20,6 +20,8 @@ pub enum FileStatus {
     WrongSize,
     /// Present but could not be opened or read (permissions, I/O error, a directory).
     Unreadable,
+    /// Modified while verify read it (size or modification time): run verify again.
+    Changed,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -150,6 +152,7 @@ pub fn verify(
                 FileState::Missing => FileStatus::Missing,
                 FileState::WrongSize => FileStatus::WrongSize,
                 FileState::Unreadable => FileStatus::Unreadable,
+                FileState::Changed => FileStatus::Changed,
                 FileState::Present if bad_pieces.is_empty() => FileStatus::Ok,
                 FileState::Present => FileStatus::Bad,
             },
