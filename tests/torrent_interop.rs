@@ -609,7 +609,12 @@ fn a_file_rewritten_with_the_same_bytes_while_verify_reads_it_is_reported_change
     fs::write(&data, vec![0x5au8; 128 << 20]).unwrap();
     let torrent = dir.path().join("big.torrent");
     let made = peerhash(
-        &["create", data.to_str().unwrap(), "-o", torrent.to_str().unwrap()],
+        &[
+            "create",
+            data.to_str().unwrap(),
+            "-o",
+            torrent.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_eq!(made.status.code(), Some(0));
@@ -628,7 +633,10 @@ fn a_file_rewritten_with_the_same_bytes_while_verify_reads_it_is_reported_change
     let mut file = fs::OpenOptions::new().write(true).open(&data).unwrap();
     let started = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "verify hangs");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "verify hangs"
+        );
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(64 << 20)).unwrap();
         std::io::Write::write_all(&mut file, &[0x5a; 4096]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -638,7 +646,11 @@ fn a_file_rewritten_with_the_same_bytes_while_verify_reads_it_is_reported_change
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(file_status(&report, "big.bin"), "changed", "{report}");
-    assert_eq!(report["bad_pieces"], serde_json::json!([]), "the bytes themselves are right");
+    assert_eq!(
+        report["bad_pieces"],
+        serde_json::json!([]),
+        "the bytes themselves are right"
+    );
 }
 
 #[test]
