@@ -554,11 +554,11 @@ fn a_directory_holding_one_file_stays_a_directory_torrent_in_every_format() {
     }
 }
 
-#[test]
-fn a_file_truncated_while_verify_reads_it_is_never_ok() {
+/// A `size`-byte file of 0x5a, a torrent of it, and `verify --json` started on the two.
+fn verify_in_background(size: usize) -> (tempfile::TempDir, PathBuf, std::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("big.bin");
-    fs::write(&data, vec![0x5au8; 256 << 20]).unwrap();
+    fs::write(&data, vec![0x5au8; size]).unwrap();
     let torrent = dir.path().join("big.torrent");
     let made = peerhash(
         &[
@@ -587,6 +587,12 @@ fn a_file_truncated_while_verify_reads_it_is_never_ok() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    (dir, data, child)
+}
+
+#[test]
+fn a_file_truncated_while_verify_reads_it_is_never_ok() {
+    let (_dir, data, child) = verify_in_background(256 << 20);
     // Whether verify sees the old size or the new one, and wherever its reader is, the
     // verdict cannot be "ok": reading 256 MiB takes far longer than starting a process.
     fs::OpenOptions::new()
@@ -604,30 +610,7 @@ fn a_file_truncated_while_verify_reads_it_is_never_ok() {
 
 #[test]
 fn a_file_rewritten_with_the_same_bytes_while_verify_reads_it_is_reported_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("big.bin");
-    fs::write(&data, vec![0x5au8; 128 << 20]).unwrap();
-    let torrent = dir.path().join("big.torrent");
-    let made = peerhash(
-        &[
-            "create",
-            data.to_str().unwrap(),
-            "-o",
-            torrent.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert_eq!(made.status.code(), Some(0));
-    let mut child = Command::new(PEERHASH)
-        .args([
-            "verify",
-            torrent.to_str().unwrap(),
-            dir.path().to_str().unwrap(),
-            "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_dir, data, mut child) = verify_in_background(128 << 20);
     // The content never differs from the torrent, so only the modification time can tell;
     // rewriting until verify exits makes sure one rewrite falls inside its run.
     let mut file = fs::OpenOptions::new().write(true).open(&data).unwrap();

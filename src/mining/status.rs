@@ -126,36 +126,38 @@ impl Snapshot {
                 "Seconds since the miner started.",
                 &[(String::new(), self.uptime_seconds)],
             );
-            metric(
-                "hashrate",
-                "gauge",
-                "Hashes per second over the last 10 seconds.",
-                &per_device(|d| d.hashrate),
-            );
-            metric(
-                "hashes_total",
-                "counter",
-                "Nonces searched.",
-                &per_device(|d| d.hashes as f64),
-            );
-            metric(
-                "hardware_errors_total",
-                "counter",
-                "Nonces a device reported that failed the CPU re-check.",
-                &per_device(|d| d.hw_errors as f64),
-            );
-            metric(
-                "device_errors_total",
-                "counter",
-                "Device failures (each retried).",
-                &per_device(|d| d.errors as f64),
-            );
-            metric(
-                "scan_nonces",
-                "gauge",
-                "Nonces per scan call (per dispatch on a GPU).",
-                &per_device(|d| d.scan_nonces as f64),
-            );
+            let per_device_metrics: [(&str, &str, &str, fn(&DeviceStatus) -> f64); 5] = [
+                (
+                    "hashrate",
+                    "gauge",
+                    "Hashes per second over the last 10 seconds.",
+                    |d| d.hashrate,
+                ),
+                ("hashes_total", "counter", "Nonces searched.", |d| {
+                    d.hashes as f64
+                }),
+                (
+                    "hardware_errors_total",
+                    "counter",
+                    "Nonces a device reported that failed the CPU re-check.",
+                    |d| d.hw_errors as f64,
+                ),
+                (
+                    "device_errors_total",
+                    "counter",
+                    "Device failures (each retried).",
+                    |d| d.errors as f64,
+                ),
+                (
+                    "scan_nonces",
+                    "gauge",
+                    "Nonces per scan call (per dispatch on a GPU).",
+                    |d| d.scan_nonces as f64,
+                ),
+            ];
+            for (name, kind, help, value) in per_device_metrics {
+                metric(name, kind, help, &per_device(value));
+            }
             let s = &self.shares;
             metric(
                 "shares_total",
