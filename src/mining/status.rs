@@ -126,7 +126,7 @@ impl Snapshot {
                 "Seconds since the miner started.",
                 &[(String::new(), self.uptime_seconds)],
             );
-            let per_device_metrics: [(&str, &str, &str, fn(&DeviceStatus) -> f64); 5] = [
+            let per_device_metrics: [DeviceMetric; 5] = [
                 (
                     "hashrate",
                     "gauge",
@@ -195,6 +195,14 @@ impl Snapshot {
         out
     }
 }
+
+/// A per-device metric: name, type, help text and how to read it off a device.
+type DeviceMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&DeviceStatus) -> f64,
+);
 
 /// A label value as the exposition format wants it: backslash, quote and newline escaped.
 fn escape_label(value: &str) -> String {
