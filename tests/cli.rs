@@ -567,3 +567,168 @@ fn mine_api_flag_rejects_a_bad_address() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--api"), "{}", stderr(&output));
 }
+
+/// `peerhash` with `XDG_CONFIG_HOME` pointing at `config_home`.
+fn run_with_config_home(config_home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    util::peerhash(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .output()
+        .expect("the peerhash binary runs")
+}
+
+fn example_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let example = run(&["config", "example"]);
+    assert_eq!(example.status.code(), Some(0));
+    let path = dir.join("rig.toml");
+    std::fs::write(&path, &example.stdout).unwrap();
+    path
+}
+
+fn show_config(args: &[&str]) -> Value {
+    let output = run(&[&["mine", "--show-config"], args].concat());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("JSON settings")
+}
+
+#[test]
+fn config_example_is_a_working_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_config(dir.path());
+    let settings = show_config(&["--config", path.to_str().unwrap()]);
+    assert_eq!(settings["config_file"], path.to_str().unwrap());
+    assert_eq!(settings["backend"], "all");
+    assert_eq!(settings["with_cpu"], false);
+    assert_eq!(settings["dispatch_ms"], 30);
+    assert_eq!(settings["intensity"], Value::Null);
+    assert_eq!(settings["status_every"], 10.0);
+    assert_eq!(settings["api"], "127.0.0.1:4048");
+    let pools = settings["pools"].as_array().expect("pools");
+    assert_eq!(pools.len(), 2);
+    assert_eq!(pools[0]["url"], "stratum+tcp://pool.example.com:3333");
+    assert_eq!(pools[1]["url"], "stratum+tcp://backup.example.com:3333");
+    assert_eq!(pools[0]["user"], "wallet.rig1");
+    assert_eq!(pools[0]["pass"], "***");
+}
+
+#[test]
+fn mine_flags_override_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = example_config(dir.path());
+    let path = path.to_str().unwrap();
+    let settings = show_config(&[
+        "--config",
+        path,
+        "--backend",
+        "cpu",
+        "--intensity",
+        "20",
+        "--dispatch-ms",
+        "50",
+        "--api",
+        "5000",
+        "--user",
+        "other.worker",
+        "--pass",
+        "topsecret-flag",
+    ]);
+    assert_eq!(settings["backend"], "cpu");
+    assert_eq!(settings["intensity"], 20);
+    assert_eq!(settings["dispatch_ms"], 50);
+    assert_eq!(settings["api"], "127.0.0.1:5000");
+    // --user/--pass apply to every pool of the file; the pools themselves stay.
+    let pools = settings["pools"].as_array().expect("pools");
+    assert_eq!(pools.len(), 2);
+    assert!(pools
+        .iter()
+        .all(|p| p["user"] == "other.worker" && p["pass"] == "***"));
+    assert!(!settings.to_string().contains("topsecret-flag"));
+
+    // --url replaces the file's pool list.
+    let settings = show_config(&["--config", path, "--url", "stratum+tcp://127.0.0.1:9999"]);
+    let pools = settings["pools"].as_array().expect("pools");
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0]["url"], "stratum+tcp://127.0.0.1:9999");
+    assert_eq!(
+        pools[0]["user"], "peerhash",
+        "flags' default login, not the file's"
+    );
+    assert_eq!(
+        settings["backend"], "all",
+        "the file still decides what no flag sets"
+    );
+}
+
+#[test]
+fn config_file_mistakes_are_errors_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let pool = "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n";
+    for (text, key, says) in [
+        ("backand = \"cpu\"\n", "backand", "unknown field"),
+        ("backend = \"quantum\"\n", "backend", "unknown backend"),
+        ("intensity = 99\n", "intensity", "12 to 31"),
+        ("intensity = \"high\"\n", "intensity", "invalid type"),
+        ("dispatch_ms = 0\n", "dispatch_ms", "1 to 10000"),
+        ("mode = \"solo\"\n", "mode", "getwork"),
+        ("status_every = -1.0\n", "status_every", "positive"),
+        (
+            "[api]\nlisten = \"everywhere\"\n",
+            "api.listen",
+            "ADDR:PORT",
+        ),
+        ("[api]\nport = 4048\n", "api.port", "unknown field"),
+        ("[[pool]]\nurl = \"ftp://x:1\"\n", "pool[1].url", "neither"),
+        (
+            "[[pool]]\nurl = \"stratum+tcp://a:1\"\npassword = \"x\"\n",
+            "pool.password",
+            "unknown field",
+        ),
+        ("not toml at all", "", "1:"),
+    ] {
+        let text = if text.starts_with("[[pool]]") {
+            text.to_owned()
+        } else {
+            format!("{text}{pool}")
+        };
+        std::fs::write(&path, &text).unwrap();
+        let output = run(&["mine", "--config", path.to_str().unwrap(), "--show-config"]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(path.to_str().unwrap()), "{text}: {err}");
+        assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let missing = dir.path().join("missing.toml");
+    let output = run(&["mine", "--config", missing.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("missing.toml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn mine_reads_the_default_config_file_unless_told_not_to() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("peerhash");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        "backend = \"cpu\"\n[[pool]]\nurl = \"http://127.0.0.1:18443\"\nuser = \"rpc\"\npass = \"k\"\n",
+    )
+    .unwrap();
+    let output = run_with_config_home(home.path(), &["config", "path"]);
+    assert_eq!(stdout(&output).trim(), path.to_str().unwrap());
+    let output = run_with_config_home(home.path(), &["mine", "--show-config"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let settings: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(settings["config_file"], path.to_str().unwrap());
+    assert_eq!(settings["pools"][0]["url"], "http://127.0.0.1:18443");
+    assert_eq!(settings["pools"][0]["user"], "rpc");
+    // Without the file there is no pool: a usage error that says what to do.
+    let output = run_with_config_home(home.path(), &["mine", "--no-config", "--show-config"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
+}

@@ -267,10 +267,15 @@ struct Miner {
 
 fn miner_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerhash"));
-    command.arg("mine").args(args).arg("--json").env(
-        "XDG_RUNTIME_DIR",
-        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
-    );
+    command
+        .arg("mine")
+        .args(args)
+        .arg("--json")
+        .env("XDG_CONFIG_HOME", "/nonexistent/peerhash-tests")
+        .env(
+            "XDG_RUNTIME_DIR",
+            std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
+        );
     command
 }
 
@@ -1105,6 +1110,75 @@ fn pool_failover_uses_the_next_url_when_the_first_is_down() {
     assert_eq!(connected[0]["url"], live.as_str(), "{all:?}");
     assert_eq!(summary(&all)["accepted"], 2);
     assert_eq!(summary(&all)["url"], live.as_str());
+}
+
+#[test]
+fn a_config_file_gives_each_pool_its_login_and_the_miner_returns_to_the_first_pool() {
+    require_harness();
+    let node = Node::start();
+    let second = Pool::start(&node);
+    let first_port = free_port();
+    let first_url = format!("stratum+tcp://127.0.0.1:{first_port}");
+    let dir = temp_dir("config");
+    fs::create_dir_all(&dir).expect("config dir");
+    let config = dir.join("rig.toml");
+    fs::write(
+        &config,
+        format!(
+            "backend = \"cpu\"\n\
+             [[pool]]\nurl = \"{first_url}\"\nuser = \"first.worker\"\npass = \"p1\"\n\
+             [[pool]]\nurl = \"{}\"\nuser = \"second.worker\"\npass = \"p2\"\n",
+            second.url()
+        ),
+    )
+    .expect("writing the config");
+    let miner = Miner::spawn(
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--duration",
+            "90",
+        ],
+        &[("PEERHASH_PRIMARY_RETRY_MS", "1000")],
+    );
+    // The first pool is down: shares go to the second, under the second pool's login.
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "shares on the second pool",
+        || second.accepted() >= 2,
+    );
+    assert!(second
+        .shares()
+        .iter()
+        .all(|(_, share)| share["worker"] == "second.worker"));
+    // The first pool comes up: the miner goes back to it, under the first pool's login.
+    let first = Pool::start_at(&node, first_port);
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "a share on the first pool",
+        || first.accepted() >= 1,
+    );
+    assert!(first
+        .shares()
+        .iter()
+        .all(|(_, share)| share["worker"] == "first.worker"));
+    let connected: Vec<Value> = miner
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "connected")
+        .collect();
+    assert_eq!(connected[0]["url"], second.url().as_str(), "{connected:?}");
+    assert_eq!(
+        connected.last().expect("connected")["url"],
+        first_url.as_str(),
+        "{connected:?}"
+    );
+    miner.interrupt();
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    assert_eq!(summary(&all)["url"], first_url.as_str());
+    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -6,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::BackendArg;
-use crate::hash::{open_backend, BackendChoice, BackendKind};
+use super::config::{self, ConfigFile};
+use crate::hash::{open_backend, open_devices, BackendChoice, BackendKind};
 use crate::mining::api::StatusApi;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
@@ -16,7 +17,7 @@ use crate::mining::node::NodeSource;
 use crate::mining::rpc::{RpcClient, RpcError};
 use crate::mining::source::WorkSource;
 use crate::mining::status::StatusBoard;
-use crate::mining::stratum::{StratumEndpoint, StratumSource};
+use crate::mining::stratum::{PoolLogin, StratumEndpoint, StratumSource};
 
 /// Set by Ctrl-C: the miner stops, reports and exits 0.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -37,33 +38,44 @@ impl std::fmt::Debug for Password {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+impl serde::Serialize for Password {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Mode {
     Getwork,
     Gbt,
 }
 
 /// Mine: solo against a node (getwork or getblocktemplate) or in a pool (Stratum v1).
+///
+/// Settings come from the flags, then the config file, then the defaults.
 #[derive(Debug, clap::Args)]
 pub struct Mine {
     /// http://HOST:PORT (a node's JSON-RPC) or stratum+tcp://HOST:PORT (a pool). Repeat for
-    /// failover in priority order.
-    #[arg(long = "url", required = true)]
+    /// failover in priority order. Replaces the config file's pools.
+    #[arg(long = "url")]
     urls: Vec<String>,
-    /// RPC or pool user name.
-    #[arg(long, default_value = "peerhash")]
-    user: String,
-    /// RPC or pool password (never printed).
-    #[arg(long, default_value = "x", hide_default_value = true)]
-    pass: Password,
+    /// RPC or pool user name, for every pool [default: peerhash].
+    #[arg(long)]
+    user: Option<String>,
+    /// RPC or pool password, for every pool (never printed) [default: x].
+    #[arg(long)]
+    pass: Option<Password>,
     /// Solo protocol for http:// URLs [default: getwork when the node offers it, else gbt].
     #[arg(long, value_enum)]
     mode: Option<Mode>,
     /// Payout address for --mode gbt (any address the node's validateaddress accepts).
     #[arg(long)]
     address: Option<String>,
-    #[command(flatten)]
-    backend: BackendArg,
+    /// Where to hash: auto, cpu, gpu, gpu:INDEX, gpu:NAME, all (every GPU and the CPU), or a
+    /// list such as gpu:0,cpu [default: auto].
+    #[arg(long, value_parser = clap::value_parser!(BackendChoice))]
+    backend: Option<BackendChoice>,
     /// Also hash on the CPU beside a GPU backend; nonce ranges are split between the devices.
     #[arg(long)]
     with_cpu: bool,
@@ -76,27 +88,82 @@ pub struct Mine {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
-    /// Seconds between status lines.
-    #[arg(long, default_value_t = 10.0)]
-    status_every: f64,
+    /// Seconds between status lines [default: 10].
+    #[arg(long)]
+    status_every: Option<f64>,
     /// Nonces per GPU dispatch as a power of two (12-31) [default: tuned at start so a
     /// dispatch takes --dispatch-ms].
-    #[arg(long, value_parser = clap::value_parser!(u8).range(12..=31))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(INTENSITY_MIN..=INTENSITY_MAX))]
     intensity: Option<u8>,
     /// Milliseconds one GPU dispatch (or CPU scan call) should take when tuned: shorter
-    /// switches to new work faster, longer keeps a GPU busier.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    dispatch_ms: u64,
+    /// switches to new work faster, longer keeps a GPU busier [default: 30].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=DISPATCH_MS_MAX))]
+    dispatch_ms: Option<u64>,
     /// Serve the read-only status API (JSON at /summary, Prometheus at /metrics) on ADDR:PORT,
     /// or on 127.0.0.1:PORT when given a bare port. Off by default.
     #[arg(long, value_name = "ADDR", value_parser = parse_api_addr)]
     api: Option<SocketAddr>,
+    /// Config file (TOML; `peerhash config example` prints one) [default:
+    /// $XDG_CONFIG_HOME/peerhash/config.toml or ~/.config/peerhash/config.toml, if present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ignore the default config file.
+    #[arg(long, conflicts_with = "config")]
+    no_config: bool,
+    /// Print the settings in effect (flags over file over defaults) as JSON, passwords
+    /// masked, and exit without mining.
+    #[arg(long)]
+    show_config: bool,
     /// Print one JSON event per line instead of text.
     #[arg(long)]
     json: bool,
     /// Test hook: submit one solution that misses the target, to check it is rejected.
     #[arg(long, hide = true)]
     test_submit_bad_share: bool,
+}
+
+const INTENSITY_MIN: i64 = 12;
+const INTENSITY_MAX: i64 = 31;
+const DISPATCH_MS_MAX: u64 = 10_000;
+
+/// One pool (or node) with its login.
+#[derive(Debug, Clone, serde::Serialize)]
+struct PoolSetting {
+    url: String,
+    user: String,
+    pass: Password,
+}
+
+/// What `mine` runs with, once flags, the config file and defaults are combined.
+#[derive(Debug, serde::Serialize)]
+struct MineSettings {
+    config_file: Option<PathBuf>,
+    pools: Vec<PoolSetting>,
+    mode: Option<Mode>,
+    address: Option<String>,
+    #[serde(serialize_with = "as_text")]
+    backend: BackendChoice,
+    with_cpu: bool,
+    intensity: Option<u8>,
+    dispatch_ms: u64,
+    status_every: f64,
+    api: Option<SocketAddr>,
+}
+
+fn as_text<S: serde::Serializer>(value: &BackendChoice, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// A URL `mine` can use: a pool or a node's JSON-RPC.
+fn check_url(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("stratum+tcp://") {
+        StratumEndpoint::parse(url)?;
+    } else if url.starts_with("http://") {
+        RpcClient::new(url, "", "")?;
+    } else {
+        bail!("{url:?} is neither stratum+tcp://HOST:PORT (a pool) nor http://HOST:PORT (a node)");
+    }
+    Ok(())
 }
 
 /// getwork if the node answers it (or cannot be asked yet: the miner retries), gbt if the
@@ -124,32 +191,34 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-impl Mine {
+impl MineSettings {
     fn source(&self) -> anyhow::Result<Box<dyn WorkSource>> {
         let stratum = self
-            .urls
+            .pools
             .iter()
-            .filter(|u| u.starts_with("stratum+tcp://"))
+            .filter(|p| p.url.starts_with("stratum+tcp://"))
             .count();
-        if stratum == self.urls.len() {
-            let endpoints = self
-                .urls
+        if stratum == self.pools.len() {
+            let pools = self
+                .pools
                 .iter()
-                .map(|u| StratumEndpoint::parse(u))
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Box::new(StratumSource::new(
-                endpoints,
-                &self.user,
-                &self.pass.0,
-            )));
+                .map(|p| {
+                    Ok(PoolLogin {
+                        endpoint: StratumEndpoint::parse(&p.url)?,
+                        user: p.user.clone(),
+                        pass: p.pass.0.clone(),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            return Ok(Box::new(StratumSource::new(pools)));
         }
         if stratum != 0 {
-            bail!("--url: mix of stratum+tcp:// and http:// URLs; use one kind");
+            bail!("pools: a mix of stratum+tcp:// and http:// URLs; use one kind");
         }
         let nodes = self
-            .urls
+            .pools
             .iter()
-            .map(|u| RpcClient::new(u, &self.user, &self.pass.0))
+            .map(|p| RpcClient::new(&p.url, &p.user, &p.pass.0))
             .collect::<Result<Vec<_>, _>>()?;
         let mode = match self.mode {
             Some(mode) => mode,
@@ -167,8 +236,142 @@ impl Mine {
             }
         })
     }
+}
+
+impl Mine {
+    /// Flags over the config file over defaults; file values are checked here, each error
+    /// naming the file and the key.
+    fn settings(&self) -> anyhow::Result<MineSettings> {
+        let path = match (&self.config, self.no_config) {
+            (Some(path), _) => Some(path.clone()),
+            (None, false) => config::default_path().filter(|p| p.is_file()),
+            (None, true) => None,
+        };
+        let file = match &path {
+            Some(path) => config::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let at = |key: &str| match &path {
+            Some(path) => format!("{}: {key}", path.display()),
+            None => key.to_owned(),
+        };
+        let user = self.user.clone();
+        let pass = self.pass.clone();
+        let pools = if self.urls.is_empty() {
+            file.pool
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    check_url(&p.url).with_context(|| at(&format!("pool[{}].url", i + 1)))?;
+                    Ok(PoolSetting {
+                        url: p.url.clone(),
+                        user: user
+                            .clone()
+                            .or_else(|| p.user.clone())
+                            .unwrap_or_else(|| "peerhash".into()),
+                        pass: pass
+                            .clone()
+                            .or_else(|| p.pass.clone().map(Password))
+                            .unwrap_or_else(|| Password("x".into())),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+        } else {
+            self.urls
+                .iter()
+                .map(|url| {
+                    check_url(url).context("--url")?;
+                    Ok(PoolSetting {
+                        url: url.clone(),
+                        user: user.clone().unwrap_or_else(|| "peerhash".into()),
+                        pass: pass.clone().unwrap_or_else(|| Password("x".into())),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+        };
+        if pools.is_empty() {
+            bail!(
+                "no pool or node to mine on: give --url (or [[pool]] entries in a config file; \
+                 `peerhash config example` prints one)"
+            );
+        }
+        let backend = match (&self.backend, &file.backend) {
+            (Some(backend), _) => backend.clone(),
+            (None, Some(text)) => text.parse().with_context(|| at("backend"))?,
+            (None, None) => BackendChoice::default(),
+        };
+        let mode = match (self.mode, &file.mode) {
+            (Some(mode), _) => Some(mode),
+            (None, Some(text)) => Some(
+                <Mode as clap::ValueEnum>::from_str(text, false)
+                    .map_err(|_| anyhow::anyhow!("expected \"getwork\" or \"gbt\", got {text:?}"))
+                    .with_context(|| at("mode"))?,
+            ),
+            (None, None) => None,
+        };
+        let intensity = match (self.intensity, file.intensity) {
+            (Some(i), _) => Some(i),
+            (None, Some(i)) if (INTENSITY_MIN..=INTENSITY_MAX).contains(&i) => {
+                Some(u8::try_from(i).expect("in range"))
+            }
+            (None, Some(i)) => bail!(
+                "{}: must be {INTENSITY_MIN} to {INTENSITY_MAX} (2^N nonces per dispatch), got {i}",
+                at("intensity")
+            ),
+            (None, None) => None,
+        };
+        let dispatch_ms = match (self.dispatch_ms, file.dispatch_ms) {
+            (Some(ms), _) => ms,
+            (None, Some(ms)) => u64::try_from(ms)
+                .ok()
+                .filter(|ms| (1..=DISPATCH_MS_MAX).contains(ms))
+                .with_context(|| {
+                    format!(
+                        "{}: must be 1 to {DISPATCH_MS_MAX} milliseconds, got {ms}",
+                        at("dispatch_ms")
+                    )
+                })?,
+            (None, None) => 30,
+        };
+        let status_every = match (self.status_every, file.status_every) {
+            (Some(s), _) => {
+                seconds(s, "--status-every")?;
+                s
+            }
+            (None, Some(s)) => {
+                seconds(s, &at("status_every"))?;
+                s
+            }
+            (None, None) => 10.0,
+        };
+        let api = match (self.api, file.api.as_ref().and_then(|a| a.listen.as_ref())) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(listen)) => Some(
+                parse_api_addr(&listen.as_flag())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at("api.listen")))?,
+            ),
+            (None, None) => None,
+        };
+        Ok(MineSettings {
+            config_file: path,
+            pools,
+            mode,
+            address: self.address.clone().or(file.address),
+            backend,
+            with_cpu: self.with_cpu || file.with_cpu.unwrap_or(false),
+            intensity,
+            dispatch_ms,
+            status_every,
+            api,
+        })
+    }
 
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        let settings = self.settings()?;
+        if self.show_config {
+            super::print_json(&settings)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut config = MinerConfig {
             blocks: self.blocks,
             shares: self.shares,
@@ -176,16 +379,16 @@ impl Mine {
                 .duration
                 .map(|d| seconds(d, "--duration"))
                 .transpose()?,
-            status_every: Some(seconds(self.status_every, "--status-every")?),
-            intensity: self.intensity,
-            dispatch: Duration::from_millis(self.dispatch_ms),
+            status_every: Some(seconds(settings.status_every, "--status-every")?),
+            intensity: settings.intensity,
+            dispatch: Duration::from_millis(settings.dispatch_ms),
             board: None,
             submit_bad_share: self.test_submit_bad_share,
         };
-        let mut source = self.source()?;
+        let mut source = settings.source()?;
         // One hashing thread per device: `all` and lists come apart into their devices.
-        let mut backends = self.backend.open_devices()?;
-        if self.with_cpu {
+        let mut backends = open_devices(&settings.backend)?;
+        if settings.with_cpu {
             if backends.iter().any(|b| b.kind() == BackendKind::Cpu) {
                 bail!("--with-cpu adds the CPU beside a GPU backend; --backend is already the CPU");
             }
@@ -209,7 +412,7 @@ impl Mine {
                 print_text(event);
             }
         };
-        let _api = match self.api {
+        let _api = match settings.api {
             Some(addr) => {
                 let board = Arc::new(StatusBoard::new());
                 let api = StatusApi::start(addr, Arc::clone(&board))?;

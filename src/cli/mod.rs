@@ -1,6 +1,7 @@
 //! The `peerhash` command line: one file per subcommand, each a clap struct with `run`.
 
 mod bench;
+mod config;
 mod create;
 mod devices;
 mod hash;
@@ -38,6 +39,7 @@ enum Command {
     Create(create::Create),
     Info(info::Info),
     Mine(mine::Mine),
+    Config(config::Config),
 }
 
 /// `--backend`, shared by every subcommand that hashes.
@@ -53,11 +55,6 @@ impl BackendArg {
     /// The backend exactly as chosen: GPU failures are errors (for `selftest`, `bench`).
     fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
         Ok(open_backend(&self.backend)?)
-    }
-
-    /// Each device of the choice on its own (a GPU that fails on its own hands over to the CPU).
-    fn open_devices(&self) -> anyhow::Result<Vec<std::sync::Arc<dyn Backend>>> {
-        Ok(crate::hash::open_devices(&self.backend)?)
     }
 
     /// The backend for long work: a GPU that fails mid-run hands over to the CPU.
@@ -98,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Create(cmd) => cmd.run(),
         Command::Info(cmd) => cmd.run(),
         Command::Mine(cmd) => cmd.run(),
+        Command::Config(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

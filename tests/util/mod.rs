@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 /// The built `peerhash` binary, with Mesa quiet.
 pub fn peerhash(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerhash"));
-    cmd.args(args).env("XDG_RUNTIME_DIR", "/tmp");
+    // A developer's own ~/.config/peerhash/config.toml must not change what tests see.
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .env("XDG_CONFIG_HOME", "/nonexistent/peerhash-tests");
     cmd
 }
 

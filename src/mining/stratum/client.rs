@@ -42,6 +42,23 @@ pub struct StratumEndpoint {
     port: u16,
 }
 
+/// A pool with the worker name and password to log in with.
+#[derive(Clone)]
+pub struct PoolLogin {
+    pub endpoint: StratumEndpoint,
+    pub user: String,
+    pub pass: String,
+}
+
+impl std::fmt::Debug for PoolLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolLogin")
+            .field("endpoint", &self.endpoint)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A URL that is not `stratum+tcp://HOST:PORT`.
 #[derive(Debug, thiserror::Error)]
 #[error("bad pool URL {0:?}: expected stratum+tcp://HOST:PORT")]
@@ -173,10 +190,9 @@ fn read_lines(
 
 /// A pool (or several, in failover order) as a [`crate::mining::source::WorkSource`].
 pub struct StratumSource {
-    endpoints: Vec<StratumEndpoint>,
+    /// Failover order; each pool with its own login.
+    pools: Vec<PoolLogin>,
     current: usize,
-    user: String,
-    pass: String,
     session: Option<Session>,
     next_attempt: Instant,
     backoff: Duration,
@@ -192,17 +208,17 @@ pub struct StratumSource {
     /// Set by `client.reconnect`: come back to the same pool after this long.
     reconnect_after: Option<Duration>,
     last_error: Option<String>,
+    /// How long to stay on a failover pool before trying the first one again.
+    primary_retry: Duration,
 }
 
 impl StratumSource {
     #[must_use]
-    pub fn new(endpoints: Vec<StratumEndpoint>, user: &str, pass: &str) -> Self {
-        assert!(!endpoints.is_empty(), "at least one pool URL");
+    pub fn new(pools: Vec<PoolLogin>) -> Self {
+        assert!(!pools.is_empty(), "at least one pool URL");
         Self {
-            endpoints,
+            pools,
             current: 0,
-            user: user.to_owned(),
-            pass: pass.to_owned(),
             session: None,
             next_attempt: Instant::now(),
             backoff: BACKOFF_START,
@@ -219,6 +235,7 @@ impl StratumSource {
             malformed: 0,
             reconnect_after: None,
             last_error: None,
+            primary_retry: timeout_from_env("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
         }
     }
 
@@ -237,7 +254,7 @@ impl StratumSource {
 
     /// Opens a session to endpoint `index` and sends subscribe and authorize.
     fn open(&mut self, index: usize) -> Result<(), String> {
-        let endpoint = &self.endpoints[index];
+        let endpoint = &self.pools[index].endpoint;
         let addr = (endpoint.host.as_str(), endpoint.port)
             .to_socket_addrs()
             .map_err(|e| format!("resolving {}: {e}", endpoint.url()))?
@@ -284,7 +301,10 @@ impl StratumSource {
             &json!([concat!("peerhash/", env!("CARGO_PKG_VERSION"))]),
             Request::Subscribe,
         )?;
-        let (user, pass) = (self.user.clone(), self.pass.clone());
+        let (user, pass) = (
+            self.pools[index].user.clone(),
+            self.pools[index].pass.clone(),
+        );
         self.send("mining.authorize", &json!([user, pass]), Request::Authorize)?;
         // Handshake: wait for both answers, handling whatever else arrives meanwhile.
         let deadline = Instant::now() + self.response_timeout;
@@ -429,7 +449,7 @@ impl StratumSource {
                         if result.as_bool() != Some(true) {
                             return Err(format!(
                                 "the pool refused worker {:?}{}",
-                                self.user,
+                                self.pools[session.endpoint].user,
                                 error
                                     .map(|(c, t)| format!(": {t} ({c})"))
                                     .unwrap_or_default()
@@ -473,7 +493,7 @@ impl StratumSource {
             return Ok(());
         };
         let mut params = vec![
-            json!(self.user),
+            json!(self.pools[self.current].user),
             json!(solution.job.id),
             json!(hex::encode(work.extranonce2(solution.roll))),
             json!(format!("{:08x}", work.time)),
@@ -503,18 +523,21 @@ impl StratumSource {
             }
             if session.extranonce1.is_some() {
                 self.events.push(SourceEvent::Disconnected {
-                    url: self.endpoints[session.endpoint].url(),
+                    url: self.pools[session.endpoint].endpoint.url(),
                     reason: reason.to_owned(),
                 });
             }
         }
-        tracing::debug!("{}: {reason}", self.endpoints[self.current].url());
-        self.last_error = Some(format!("{}: {reason}", self.endpoints[self.current].url()));
+        tracing::debug!("{}: {reason}", self.pools[self.current].endpoint.url());
+        self.last_error = Some(format!(
+            "{}: {reason}",
+            self.pools[self.current].endpoint.url()
+        ));
         if let Some(wait) = self.reconnect_after.take() {
             self.next_attempt = Instant::now() + wait;
             return;
         }
-        self.current = (self.current + 1) % self.endpoints.len();
+        self.current = (self.current + 1) % self.pools.len();
         if self.current != 0 {
             self.since_failover = Instant::now();
         }
@@ -570,7 +593,7 @@ impl WorkSource for StratumSource {
                     timeout.min(self.next_attempt.saturating_duration_since(Instant::now())),
                 );
             }
-        } else if self.current != 0 && self.since_failover.elapsed() >= PRIMARY_RETRY {
+        } else if self.current != 0 && self.since_failover.elapsed() >= self.primary_retry {
             self.since_failover = Instant::now();
             let fallback = self.session.take();
             let events = std::mem::take(&mut self.events);
@@ -625,7 +648,7 @@ impl WorkSource for StratumSource {
     }
 
     fn url(&self) -> String {
-        self.endpoints[self.current].url()
+        self.pools[self.current].endpoint.url()
     }
 
     fn difficulty(&self) -> Option<f64> {

@@ -3,4 +3,4 @@
 mod client;
 pub mod messages;
 
-pub use client::{StratumEndpoint, StratumSource};
+pub use client::{PoolLogin, StratumEndpoint, StratumSource};
