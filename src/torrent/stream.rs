@@ -1,27 +1,31 @@
-//! The streaming engine shared by verify and create: a reader thread fills reusable chunk
-//! buffers with whole pieces and sends them through a bounded queue; the calling thread hashes
-//! each chunk on the backend in one batch (SHA-1 pieces, SHA-256 blocks, merkle layers).
+//! The streaming engine shared by verify and create. On the CPU every core reads a chunk of
+//! whole pieces and hashes it itself, while the bytes are still in its cache; on a GPU a reader
+//! thread fills large reusable chunks through a bounded queue and the calling thread hashes
+//! each chunk on the device in one batch (SHA-1 pieces, SHA-256 blocks, merkle layers).
 //! Peak memory is the chunk buffers in flight, fixed by `--memory`, whatever the torrent size.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex, PoisonError};
 
+use crate::hash::cpu::CpuBackend;
 use crate::hash::{Algo, Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
 
-use super::layout::{Layout, BLOCK_SIZE};
+use super::layout::{Layout, PieceSpans, BLOCK_SIZE};
 use super::merkle;
 
 /// GPU chunks: large enough to fill the device with one dispatch round.
 const GPU_CHUNK_BYTES: u64 = 64 << 20;
-/// CPU chunks stay small (but at least two pieces, one per core) and few, so the bytes the
-/// reader just copied are still in cache when hashed: measured ~20% faster than 64 MiB chunks.
+/// CPU chunks (at least one piece) stay within a core's L2 cache, so the bytes a core just
+/// copied are still there when it hashes them.
 const CPU_CHUNK_BYTES: u64 = 2 << 20;
-const CPU_MAX_BUFFERS: u64 = 6;
 /// More GPU buffers than this only make the queue hold more data.
 const GPU_MAX_BUFFERS: u64 = 8;
+/// Readers-and-hashers past this many cores only contend for the disk and memory bus.
+const MAX_CORES: usize = 16;
 /// The default for `--memory`.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 
@@ -144,67 +148,78 @@ pub fn run(
             piece_length,
         });
     }
-    // CPU: one hasher thread per core, each hashing whole chunks, so no core waits for another
-    // at the end of a chunk. GPU: one thread feeding the device large batches.
-    let (target, max_buffers, hashers) = match backend.kind() {
-        BackendKind::Cpu => (
-            CPU_CHUNK_BYTES.max(2 * piece_length),
-            CPU_MAX_BUFFERS,
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
-        ),
-        BackendKind::Gpu => (GPU_CHUNK_BYTES, GPU_MAX_BUFFERS, 1),
-    };
-    let chunk_bytes = (memory / 4).min(target).max(piece_length) / piece_length * piece_length;
-    // Each hasher holds a buffer and the reader fills one; the rest wait in the queue.
-    let least = hashers as u64 + 2;
-    let buffers = (memory / chunk_bytes).clamp(least.min(3), max_buffers.max(least));
-    let hashers = usize::try_from(buffers - 2).map_or(1, |most| hashers.min(most).max(1));
-    let buffers = usize::try_from(buffers).expect("a few buffers");
-    let depth = buffers.saturating_sub(hashers + 1).max(1);
-    let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
     let stamps: Vec<Stamp> = paths.iter().map(|p| stamp(p)).collect();
-    let mut states = check_files(layout, paths);
-
-    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(depth);
-    // Shared by the hashers; a failing hasher drops it, which stops the reader.
-    let full_rx = Mutex::new(Some(full_rx));
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    let (done_tx, done_rx) = mpsc::channel::<Result<Vec<PieceResult>, HashError>>();
-    std::thread::scope(|scope| {
-        let reader_states = states.clone();
-        let reader = scope.spawn(move || {
-            let mut reader = Reader {
-                layout,
-                paths,
-                states: reader_states,
-                open: None,
-            };
-            reader.run(chunk_bytes, buffers, &full_tx, &empty_rx);
-            reader.states
-        });
-        for _ in 0..hashers {
-            let (done_tx, empty_tx, full_rx) = (done_tx.clone(), empty_tx.clone(), &full_rx);
-            scope.spawn(move || loop {
-                let chunk = match full_rx.lock() {
-                    Ok(guard) => guard.as_ref().map(mpsc::Receiver::recv),
-                    Err(_) => None,
-                };
-                let Some(Ok(chunk)) = chunk else { return };
-                let result = hash_chunk(backend, layout, want, &chunk);
-                // The reader may have stopped already; a dropped buffer is then simply freed.
-                let _ = empty_tx.send(chunk.buf);
-                if result.is_err() {
-                    if let Ok(mut guard) = full_rx.lock() {
-                        guard.take();
-                    }
-                }
-                if done_tx.send(result).is_err() {
-                    return;
-                }
-            });
+    let states = check_files(layout, paths);
+    let mut states = match backend.kind() {
+        BackendKind::Cpu => on_every_core(layout, paths, want, memory, &states, &mut sink)?,
+        BackendKind::Gpu => pipelined(backend, layout, paths, want, memory, states, &mut sink)?,
+    };
+    for ((state, path), before) in states.iter_mut().zip(paths).zip(&stamps) {
+        if *state == FileState::Present && before.is_some() && stamp(path) != *before {
+            *state = FileState::Changed;
         }
+    }
+    Ok(states)
+}
+
+/// CPU: one thread per core reads a chunk and hashes it itself, while the bytes it just
+/// copied are still in its own cache; nothing crosses cores but the results.
+fn on_every_core(
+    layout: &Layout,
+    paths: &[PathBuf],
+    want: Want,
+    memory: u64,
+    states: &[FileState],
+    sink: &mut impl FnMut(&[PieceResult]),
+) -> Result<Vec<FileState>, StreamError> {
+    let piece_length = layout.piece_length;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_CORES));
+    let workers =
+        usize::try_from(memory / piece_length).map_or(cores, |most| cores.min(most).max(1));
+    let per_worker = memory / workers as u64;
+    let chunk_bytes =
+        per_worker.min(CPU_CHUNK_BYTES.max(piece_length)) / piece_length * piece_length;
+    let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
+    let pieces = Mutex::new(layout.pieces().peekable());
+    let stop = AtomicBool::new(false);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Result<Vec<PieceResult>, HashError>>(workers * 2);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (done_tx, pieces, stop) = (done_tx.clone(), &pieces, &stop);
+                scope.spawn(move || {
+                    let hasher = CpuBackend::inline();
+                    let mut reader = Reader {
+                        layout,
+                        paths,
+                        states: states.to_vec(),
+                        open: None,
+                    };
+                    let mut buf = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let batch = next_chunk(
+                            &mut pieces.lock().unwrap_or_else(PoisonError::into_inner),
+                            chunk_bytes,
+                        );
+                        if batch.is_empty() {
+                            break;
+                        }
+                        let slots = reader.fill(batch, &mut buf);
+                        let chunk = Chunk { buf, slots };
+                        let result = hash_chunk(&hasher, layout, want, &chunk);
+                        buf = chunk.buf;
+                        if result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        if done_tx.send(result).is_err() {
+                            break;
+                        }
+                    }
+                    reader.states
+                })
+            })
+            .collect();
         drop(done_tx);
-        drop(empty_tx);
         let mut outcome = Ok(());
         for result in done_rx.iter() {
             match result {
@@ -213,18 +228,92 @@ pub fn run(
                 Err(e) => outcome = outcome.and(Err(e)),
             }
         }
-        match reader.join() {
-            Ok(read_states) => states = read_states,
-            Err(_) => return Err(StreamError::ReaderPanic),
-        }
-        for ((state, path), before) in states.iter_mut().zip(paths).zip(&stamps) {
-            if *state == FileState::Present && before.is_some() && stamp(path) != *before {
-                *state = FileState::Changed;
+        // A file one worker could not read is marked in that worker's copy only.
+        let mut merged = states.to_vec();
+        for handle in handles {
+            let worker_states = handle.join().map_err(|_| StreamError::ReaderPanic)?;
+            for (state, seen) in merged.iter_mut().zip(worker_states) {
+                if seen != *state {
+                    *state = seen;
+                }
             }
         }
-        outcome.map_err(StreamError::from)
-    })?;
-    Ok(states)
+        outcome.map_err(StreamError::from)?;
+        Ok(merged)
+    })
+}
+
+/// GPU: a reader thread fills large chunks through a bounded queue while one thread feeds
+/// each chunk to the device as one batch.
+fn pipelined(
+    backend: &dyn Backend,
+    layout: &Layout,
+    paths: &[PathBuf],
+    want: Want,
+    memory: u64,
+    states: Vec<FileState>,
+    sink: &mut impl FnMut(&[PieceResult]),
+) -> Result<Vec<FileState>, StreamError> {
+    let piece_length = layout.piece_length;
+    let chunk_bytes =
+        (memory / 4).min(GPU_CHUNK_BYTES).max(piece_length) / piece_length * piece_length;
+    // The hasher holds a buffer and the reader fills one; the rest wait in the queue.
+    let buffers = (memory / chunk_bytes).clamp(3, GPU_MAX_BUFFERS);
+    let buffers = usize::try_from(buffers).expect("a few buffers");
+    let depth = buffers.saturating_sub(2).max(1);
+    let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
+
+    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(depth);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut reader = Reader {
+                layout,
+                paths,
+                states,
+                open: None,
+            };
+            reader.run(chunk_bytes, buffers, &full_tx, &empty_rx);
+            reader.states
+        });
+        let mut outcome = Ok(());
+        for chunk in full_rx.iter() {
+            let result = hash_chunk(backend, layout, want, &chunk);
+            // The reader may have stopped already; a dropped buffer is then simply freed.
+            let _ = empty_tx.send(chunk.buf);
+            match result {
+                Ok(results) => sink(&results),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        // Dropping the queue stops the reader if it is still going.
+        drop(full_rx);
+        drop(empty_tx);
+        let states = reader.join().map_err(|_| StreamError::ReaderPanic)?;
+        outcome.map_err(StreamError::from)?;
+        Ok(states)
+    })
+}
+
+/// The next chunk's pieces: whole pieces up to `chunk_bytes` (at least one while any remain).
+fn next_chunk(
+    pieces: &mut std::iter::Peekable<impl Iterator<Item = PieceSpans>>,
+    chunk_bytes: usize,
+) -> Vec<PieceSpans> {
+    let mut used = 0usize;
+    let mut batch = Vec::new();
+    while let Some(piece) = pieces.peek() {
+        let length = usize::try_from(piece.length).unwrap_or(usize::MAX);
+        if used.saturating_add(length) > chunk_bytes && !batch.is_empty() {
+            break;
+        }
+        used = used.saturating_add(length);
+        batch.push(pieces.next().expect("peeked"));
+    }
+    batch
 }
 
 struct Reader<'a> {
@@ -248,74 +337,77 @@ impl Reader<'_> {
         while pieces.peek().is_some() {
             let mut buf = if allocated < buffers {
                 allocated += 1;
-                vec![0u8; chunk_bytes]
+                Vec::with_capacity(chunk_bytes)
             } else {
                 match empty.recv() {
                     Ok(buf) => buf,
                     Err(_) => return,
                 }
             };
-            // Buffers are reused without clearing: every byte hashed is read or zeroed below.
-            let mut used = 0usize;
-            let mut slots = Vec::new();
-            while let Some(piece) = pieces.peek() {
-                let length = usize::try_from(piece.length).unwrap_or(usize::MAX);
-                if used + length > chunk_bytes && !slots.is_empty() {
-                    break;
-                }
-                let piece = pieces.next().expect("peeked");
-                let start = used;
-                used += length;
-                if buf.len() < used {
-                    buf.resize(used, 0);
-                }
-                let mut readable = true;
-                let mut cursor = start;
-                for span in &piece.spans {
-                    let len = usize::try_from(span.length).unwrap_or(usize::MAX);
-                    let dst = &mut buf[cursor..cursor + len];
-                    if self.layout.files[span.file].pad {
-                        dst.fill(0);
-                    } else if !self.read(span.file, span.offset, dst) {
-                        readable = false;
-                    }
-                    cursor += len;
-                }
-                let owner = piece
-                    .spans
-                    .iter()
-                    .find(|s| !self.layout.files[s.file].pad)
-                    .or(piece.spans.first())
-                    .copied();
-                let Some(owner) = owner else { continue };
-                let real = piece
-                    .spans
-                    .iter()
-                    .filter(|s| !self.layout.files[s.file].pad)
-                    .map(|s| s.file);
-                let first = real.clone().min().unwrap_or(owner.file);
-                let last = real.max().unwrap_or(owner.file);
-                let data_length = if self.layout.files[owner.file].pad {
-                    0
-                } else {
-                    owner.length
-                };
-                slots.push(Slot {
-                    index: u64::from(piece.index.get()),
-                    file: owner.file,
-                    file_piece: owner.offset / self.layout.piece_length,
-                    files: first..=last,
-                    start,
-                    length,
-                    data_length: usize::try_from(data_length).unwrap_or(usize::MAX),
-                    file_length: self.layout.files[owner.file].length,
-                    readable,
-                });
-            }
+            let batch = next_chunk(&mut pieces, chunk_bytes);
+            let slots = self.fill(batch, &mut buf);
             if full.send(Chunk { buf, slots }).is_err() {
                 return;
             }
         }
+    }
+
+    /// Reads `pieces` one after another into `buf` (grown as needed) and says where each is.
+    fn fill(&mut self, pieces: Vec<PieceSpans>, buf: &mut Vec<u8>) -> Vec<Slot> {
+        // Buffers are reused without clearing: every byte hashed is read or zeroed below.
+        let mut used = 0usize;
+        let mut slots = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            let length = usize::try_from(piece.length).unwrap_or(usize::MAX);
+            let start = used;
+            used += length;
+            if buf.len() < used {
+                buf.resize(used, 0);
+            }
+            let mut readable = true;
+            let mut cursor = start;
+            for span in &piece.spans {
+                let len = usize::try_from(span.length).unwrap_or(usize::MAX);
+                let dst = &mut buf[cursor..cursor + len];
+                if self.layout.files[span.file].pad {
+                    dst.fill(0);
+                } else if !self.read(span.file, span.offset, dst) {
+                    readable = false;
+                }
+                cursor += len;
+            }
+            let owner = piece
+                .spans
+                .iter()
+                .find(|s| !self.layout.files[s.file].pad)
+                .or(piece.spans.first())
+                .copied();
+            let Some(owner) = owner else { continue };
+            let real = piece
+                .spans
+                .iter()
+                .filter(|s| !self.layout.files[s.file].pad)
+                .map(|s| s.file);
+            let first = real.clone().min().unwrap_or(owner.file);
+            let last = real.max().unwrap_or(owner.file);
+            let data_length = if self.layout.files[owner.file].pad {
+                0
+            } else {
+                owner.length
+            };
+            slots.push(Slot {
+                index: u64::from(piece.index.get()),
+                file: owner.file,
+                file_piece: owner.offset / self.layout.piece_length,
+                files: first..=last,
+                start,
+                length,
+                data_length: usize::try_from(data_length).unwrap_or(usize::MAX),
+                file_length: self.layout.files[owner.file].length,
+                readable,
+            });
+        }
+        slots
     }
 
     /// Reads a span into `dst`; false (and the file marked) when it cannot be read in full.

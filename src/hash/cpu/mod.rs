@@ -71,9 +71,10 @@ pub fn recheck(job: &ScanJob, reported: impl IntoIterator<Item = u32>) -> (Vec<u
     (found, hw_errors)
 }
 
-/// The CPU backend: a rayon pool of `threads` workers.
+/// The CPU backend: a rayon pool of `threads` workers, or the calling thread alone.
 pub struct CpuBackend {
-    pool: rayon::ThreadPool,
+    /// `None`: everything runs on the calling thread (see [`CpuBackend::inline`]).
+    pool: Option<rayon::ThreadPool>,
     threads: usize,
     /// Nonces per [`Backend::scan`] call in a search: set by [`Backend::tune`].
     slice: AtomicU64,
@@ -94,15 +95,34 @@ impl CpuBackend {
             .build()
             .map_err(|e| HashError::Io(std::io::Error::other(e)))?;
         Ok(Self {
-            pool,
+            pool: Some(pool),
             threads,
             slice: AtomicU64::new(1 << 24),
         })
     }
 
+    /// A backend that hashes on the calling thread: for callers that run one such thread
+    /// per core and want each chunk hashed where it was just read, still in that core's cache.
+    #[must_use]
+    pub fn inline() -> Self {
+        Self {
+            pool: None,
+            threads: 1,
+            slice: AtomicU64::new(1 << 24),
+        }
+    }
+
     #[must_use]
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// `f` over `items`, in the pool or on this thread.
+    fn map<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+        match &self.pool {
+            Some(pool) => pool.install(|| items.par_iter().map(f).collect()),
+            None => items.iter().map(f).collect(),
+        }
     }
 }
 
@@ -129,41 +149,28 @@ impl Backend for CpuBackend {
 
     fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
         let pieces = split_pieces(data, piece_len)?;
-        Ok(self
-            .pool
-            .install(|| pieces.par_iter().map(|p| Sha1::digest(p).into()).collect()))
+        Ok(self.map(&pieces, |p| Sha1::digest(p).into()))
     }
 
     fn sha256_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha256Digest>, HashError> {
         let pieces = split_pieces(data, piece_len)?;
-        Ok(self.pool.install(|| {
-            pieces
-                .par_iter()
-                .map(|p| Sha256::digest(p).into())
-                .collect()
-        }))
+        Ok(self.map(&pieces, |p| Sha256::digest(p).into()))
     }
 
     fn sha256_pairs(&self, nodes: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
         check_pairs(nodes)?;
-        Ok(self.pool.install(|| {
-            nodes
-                .par_chunks_exact(2)
-                .map(|pair| {
-                    Sha256::new()
-                        .chain_update(pair[0])
-                        .chain_update(pair[1])
-                        .finalize()
-                        .into()
-                })
-                .collect()
+        let pairs: Vec<&[Sha256Digest]> = nodes.chunks_exact(2).collect();
+        Ok(self.map(&pairs, |pair| {
+            Sha256::new()
+                .chain_update(pair[0])
+                .chain_update(pair[1])
+                .finalize()
+                .into()
         }))
     }
 
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
-        Ok(self
-            .pool
-            .install(|| messages.par_iter().map(|m| digest_one(algo, m)).collect()))
+        Ok(self.map(messages, |m| digest_one(algo, m)))
     }
 
     fn scan_slice(&self) -> u64 {
@@ -203,16 +210,13 @@ impl Backend for CpuBackend {
         let chunk_starts: Vec<u64> = (u64::from(job.start)..end)
             .step_by(SCAN_CHUNK as usize)
             .collect();
-        let reported: Vec<u32> = self.pool.install(|| {
-            chunk_starts
-                .par_iter()
-                .flat_map_iter(|&first| {
-                    let count = SCAN_CHUNK.min(end - first);
-                    let first = u32::try_from(first).expect("ScanJob keeps nonces below 2^32");
-                    sha256d::scan_range(&job.midstate, &job.tail, first, count, &job.target)
-                })
-                .collect()
-        });
+        let reported: Vec<u32> = self
+            .map(&chunk_starts, |&first| {
+                let count = SCAN_CHUNK.min(end - first);
+                let first = u32::try_from(first).expect("ScanJob keeps nonces below 2^32");
+                sha256d::scan_range(&job.midstate, &job.tail, first, count, &job.target)
+            })
+            .concat();
         let (found, hw_errors) = recheck(job, reported);
         Ok(ScanOutcome {
             found,
