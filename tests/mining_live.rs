@@ -1142,16 +1142,18 @@ fn a_config_file_gives_each_pool_its_login_and_the_miner_returns_to_the_first_po
         &[("PEERHASH_PRIMARY_RETRY_MS", "1000")],
     );
     // The first pool is down: shares go to the second, under the second pool's login.
+    let only_from = |pool: &Pool, worker: &str| {
+        pool.shares()
+            .iter()
+            .all(|(_, share)| share["worker"] == worker)
+    };
     wait_for_miner(
         &miner,
         Duration::from_secs(30),
         "shares on the second pool",
         || second.accepted() >= 2,
     );
-    assert!(second
-        .shares()
-        .iter()
-        .all(|(_, share)| share["worker"] == "second.worker"));
+    assert!(only_from(&second, "second.worker"));
     // The first pool comes up: the miner goes back to it, under the first pool's login.
     let first = Pool::start_at(&node, first_port);
     wait_for_miner(
@@ -1160,10 +1162,7 @@ fn a_config_file_gives_each_pool_its_login_and_the_miner_returns_to_the_first_po
         "a share on the first pool",
         || first.accepted() >= 1,
     );
-    assert!(first
-        .shares()
-        .iter()
-        .all(|(_, share)| share["worker"] == "first.worker"));
+    assert!(only_from(&first, "first.worker"));
     let connected: Vec<Value> = miner
         .events()
         .into_iter()
