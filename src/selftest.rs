@@ -5,6 +5,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::hash::cpu::sha256d::scan_range_portable;
+use crate::hash::cpu::CpuBackend;
 use crate::hash::{Algo, Backend, ScanJob};
 use crate::mining::header::{display_hash, BlockHeader};
 use crate::mining::target;
@@ -282,16 +283,9 @@ fn random_comparisons(backend: &dyn Backend, seed: u64, checks: &mut Vec<Check>)
     let nodes: Vec<[u8; 32]> = (0..1026)
         .map(|_| rng.bytes(32).try_into().expect("32"))
         .collect();
-    let want: Vec<[u8; 32]> = nodes
-        .chunks_exact(2)
-        .map(|p| {
-            Sha256::new()
-                .chain_update(p[0])
-                .chain_update(p[1])
-                .finalize()
-                .into()
-        })
-        .collect();
+    let want = CpuBackend::inline()
+        .sha256_pairs(&nodes)
+        .expect("an even number of nodes");
     let name = "merkle parents of 1026 random nodes";
     checks.push(match backend.sha256_pairs(&nodes) {
         Ok(got) => Check::compare(name, &got, &want),

@@ -21,25 +21,6 @@ impl PairHasher for dyn Backend + '_ {
     }
 }
 
-/// Plain CPU parents, for small checks such as a piece layer against its root while parsing.
-pub struct CpuPairs;
-
-impl PairHasher for CpuPairs {
-    fn pairs(&self, layer: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
-        crate::hash::check_pairs(layer)?;
-        Ok(layer
-            .chunks_exact(2)
-            .map(|p| {
-                Sha256::new()
-                    .chain_update(p[0])
-                    .chain_update(p[1])
-                    .finalize()
-                    .into()
-            })
-            .collect())
-    }
-}
-
 /// The root of a subtree of `2^height` zero leaves.
 #[must_use]
 pub fn zero_subtree(height: u32) -> Sha256Digest {
@@ -120,6 +101,11 @@ pub fn leaf_width(blocks: u64, file_length: u64, piece_length: u64) -> u64 {
 mod tests {
     use super::*;
 
+    fn cpu() -> &'static dyn Backend {
+        static CPU: std::sync::OnceLock<crate::hash::cpu::CpuBackend> = std::sync::OnceLock::new();
+        CPU.get_or_init(crate::hash::cpu::CpuBackend::inline)
+    }
+
     fn sha(data: &[u8]) -> Sha256Digest {
         Sha256::digest(data).into()
     }
@@ -149,7 +135,7 @@ mod tests {
             .map(|piece| {
                 let leaves: Vec<Sha256Digest> =
                     piece.chunks(BLOCK_SIZE as usize).map(sha).collect();
-                padded_root(&CpuPairs, &leaves, [0; 32]).unwrap()
+                padded_root(cpu(), &leaves, [0; 32]).unwrap()
             })
             .collect();
         // The last piece's leaves pad to a full piece, which padded_root over 2 leaves does not:
@@ -158,8 +144,8 @@ mod tests {
         let mut leaves: Vec<Sha256Digest> = last.chunks(BLOCK_SIZE as usize).map(sha).collect();
         leaves.resize(4, [0; 32]);
         let mut layer = layer;
-        layer[2] = reduce_groups(&CpuPairs, leaves, 2).unwrap()[0];
-        let root = root_from_piece_layer(&CpuPairs, &layer, piece_length).unwrap();
+        layer[2] = reduce_groups(cpu(), leaves, 2).unwrap()[0];
+        let root = root_from_piece_layer(cpu(), &layer, piece_length).unwrap();
         assert_eq!(root, naive_root(&data));
     }
 
@@ -167,7 +153,7 @@ mod tests {
     fn one_block_file_root_is_its_hash() {
         let data = b"hello";
         assert_eq!(
-            padded_root(&CpuPairs, &[sha(data)], [0; 32]).unwrap(),
+            padded_root(cpu(), &[sha(data)], [0; 32]).unwrap(),
             sha(data)
         );
         assert_eq!(leaf_width(3, 3 * BLOCK_SIZE, 8 * BLOCK_SIZE), 4);

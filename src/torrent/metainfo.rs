@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use super::layout::{
     FileEntry, Layout, LayoutError, PathError, PieceScheme, TorrentPath, BLOCK_SIZE,
 };
-use super::merkle::{self, CpuPairs};
+use super::merkle;
+use crate::hash::cpu::CpuBackend;
 use crate::hash::{Sha1Digest, Sha256Digest};
 
 /// Torrent files larger than this are refused before parsing.
@@ -528,7 +529,8 @@ fn parse_piece_layers(
             .chunks_exact(32)
             .map(|c| c.try_into().expect("32-byte chunks"))
             .collect();
-        let computed = merkle::root_from_piece_layer(&CpuPairs, &hashes, layout.piece_length)
+        let cpu: &dyn crate::hash::Backend = &CpuBackend::inline();
+        let computed = merkle::root_from_piece_layer(cpu, &hashes, layout.piece_length)
             .map_err(|e| MetainfoError::Bencode(e.to_string()))?;
         if computed != root {
             return Err(MetainfoError::LayerMismatch { path });
