@@ -1181,6 +1181,76 @@ fn a_config_file_gives_each_pool_its_login_and_the_miner_returns_to_the_first_po
 }
 
 #[test]
+fn solo_miner_fails_over_to_the_second_node_and_returns_to_the_first() {
+    require_harness();
+    let second = Node::start();
+    let first_port = free_port();
+    let first_url = format!("http://127.0.0.1:{first_port}");
+    let second_url = second.url();
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &first_url,
+            "--url",
+            &second_url,
+            "--user",
+            "x",
+            "--pass",
+            API_KEY,
+            "--mode",
+            "getwork",
+            "--backend",
+            "cpu",
+            "--duration",
+            "90",
+        ],
+        &[("PEERHASH_PRIMARY_RETRY_MS", "1000")],
+    );
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "blocks on the second node",
+        || second.height() >= 2,
+    );
+    let first = Node::start_at(first_port, temp_dir("bcoin"));
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "a block on the first node",
+        || first.height() >= 1,
+    );
+    // The node source shows URLs with a trailing slash.
+    let connected: Vec<String> = miner
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "connected")
+        .filter_map(|e| {
+            e["url"]
+                .as_str()
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .collect();
+    assert_eq!(
+        connected[0],
+        second_url.trim_end_matches('/'),
+        "{connected:?}"
+    );
+    assert_eq!(
+        connected.last().expect("connected"),
+        &first_url,
+        "{connected:?}"
+    );
+    miner.interrupt();
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    assert_eq!(
+        summary(&all)["url"]
+            .as_str()
+            .map(|u| u.trim_end_matches('/')),
+        Some(first_url.as_str())
+    );
+}
+
+#[test]
 fn pool_client_counts_job_not_found_as_stale() {
     let scripts: Vec<Box<dyn FnOnce(TcpStream) + Send>> = vec![Box::new(|stream| {
         let lines = [

@@ -14,3 +14,12 @@ pub mod source;
 pub mod status;
 pub mod stratum;
 pub mod target;
+
+/// Milliseconds from the environment variable `name` (test hooks that shorten timeouts),
+/// else `default`.
+pub(crate) fn duration_from_env(name: &str, default: std::time::Duration) -> std::time::Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(default, std::time::Duration::from_millis)
+}

@@ -83,6 +83,8 @@ pub struct NodeSource<P> {
     backoff: Duration,
     /// Why the last attempt to reach a node failed, so the same reason is logged once.
     last_failure: Option<String>,
+    /// How long to stay on a failover node before trying the first one again.
+    primary_retry: Duration,
     last_fetch: Instant,
     since_failover: Instant,
     queue: VecDeque<Solution>,
@@ -112,6 +114,7 @@ impl<P: SoloProtocol> NodeSource<P> {
             next_attempt: now,
             backoff: BACKOFF_START,
             last_failure: None,
+            primary_retry: super::duration_from_env("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
             last_fetch: now,
             since_failover: now,
             queue: VecDeque::new(),
@@ -248,7 +251,7 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
             self.connect()?;
         } else if self.connected
             && self.current != 0
-            && self.since_failover.elapsed() >= PRIMARY_RETRY
+            && self.since_failover.elapsed() >= self.primary_retry
         {
             // Back to the first node as soon as it answers again.
             let saved = self.current;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::messages::{self, Message, Notify};
+use crate::mining::duration_from_env;
 use crate::mining::job::{CoinbaseWork, Job, JobExtra, JobWork, Solution};
 use crate::mining::source::{SourceError, SourceEvent, WorkSource};
 
@@ -28,12 +29,6 @@ const VERSION_MASK: u32 = 0x1fff_e000;
 
 /// How long to wait for answers and for any line at all; tests shorten them through
 /// `PEERHASH_STRATUM_TIMEOUT_MS` and `PEERHASH_STRATUM_IDLE_MS`.
-fn timeout_from_env(name: &str, default: Duration) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(default, Duration::from_millis)
-}
 
 /// A pool address from a `stratum+tcp://HOST:PORT` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,15 +222,15 @@ impl StratumSource {
             events: Vec::new(),
             next_id: 1,
             difficulty: 1.0,
-            response_timeout: timeout_from_env(
+            response_timeout: duration_from_env(
                 "PEERHASH_STRATUM_TIMEOUT_MS",
                 Duration::from_secs(30),
             ),
-            idle_limit: timeout_from_env("PEERHASH_STRATUM_IDLE_MS", Duration::from_secs(300)),
+            idle_limit: duration_from_env("PEERHASH_STRATUM_IDLE_MS", Duration::from_secs(300)),
             malformed: 0,
             reconnect_after: None,
             last_error: None,
-            primary_retry: timeout_from_env("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
+            primary_retry: duration_from_env("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
         }
     }
 
