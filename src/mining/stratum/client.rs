@@ -27,9 +27,6 @@ const PRIMARY_RETRY: Duration = Duration::from_secs(30);
 /// The version bits BIP 320 leaves to miners.
 const VERSION_MASK: u32 = 0x1fff_e000;
 
-/// How long to wait for answers and for any line at all; tests shorten them through
-/// `PEERHASH_STRATUM_TIMEOUT_MS` and `PEERHASH_STRATUM_IDLE_MS`.
-
 /// A pool address from a `stratum+tcp://HOST:PORT` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StratumEndpoint {
@@ -222,6 +219,7 @@ impl StratumSource {
             events: Vec::new(),
             next_id: 1,
             difficulty: 1.0,
+            // Tests shorten the waits for answers and for any line at all.
             response_timeout: duration_from_env(
                 "PEERHASH_STRATUM_TIMEOUT_MS",
                 Duration::from_secs(30),
