@@ -8,8 +8,10 @@ use crate::hash::{Algo, Backend, BackendKind, ScanJob};
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
 
-/// Bytes hashed per round of the bulk benchmarks.
+/// Bytes hashed per round of the bulk benchmarks on a GPU.
 const BULK_BYTES: usize = 64 << 20;
+/// CPU bulk data per core: within a core's L2 cache, as `verify`'s chunks are.
+const CPU_BULK_BYTES_PER_CORE: usize = 2 << 20;
 /// BitTorrent v1 piece size for the SHA-1 benchmark, v2 block size for SHA-256.
 const SHA1_PIECE: usize = 256 << 10;
 const SHA256_BLOCK: usize = 16 << 10;
@@ -173,7 +175,16 @@ fn round_fn(backend: &dyn Backend, algo: Algo) -> anyhow::Result<Round<'_>> {
             })
         }
         Algo::Sha1 | Algo::Sha256 => {
-            let data = XorShift::new(42).bytes(BULK_BYTES);
+            // A GPU needs a large batch to fill; on the CPU a cache-sized buffer per core
+            // measures hashing the way `verify` feeds it (and the way `openssl speed` does).
+            let bytes = match backend.kind() {
+                BackendKind::Gpu => BULK_BYTES,
+                BackendKind::Cpu => {
+                    CPU_BULK_BYTES_PER_CORE
+                        * std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                }
+            };
+            let data = XorShift::new(42).bytes(bytes);
             Box::new(move || {
                 if algo == Algo::Sha1 {
                     backend.sha1_pieces(&data, SHA1_PIECE)?;
