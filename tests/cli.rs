@@ -643,6 +643,24 @@ fn mine_flags_override_the_config_file() {
         .all(|p| p["user"] == "other.worker" && p["pass"] == "***"));
     assert!(!settings.to_string().contains("topsecret-flag"));
 
+    // A boolean flag can also switch the file's setting off.
+    std::fs::write(
+        dir.path().join("cpu.toml"),
+        "with_cpu = true\n[[pool]]\nurl = \"stratum+tcp://127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let cpu = dir.path().join("cpu.toml");
+    let cpu = cpu.to_str().unwrap();
+    assert_eq!(show_config(&["--config", cpu])["with_cpu"], true);
+    assert_eq!(
+        show_config(&["--config", cpu, "--with-cpu=false"])["with_cpu"],
+        false
+    );
+    assert_eq!(
+        show_config(&["--with-cpu", "--url", "stratum+tcp://127.0.0.1:9999"])["with_cpu"],
+        true
+    );
+
     // --url replaces the file's pool list.
     let settings = show_config(&["--config", path, "--url", "stratum+tcp://127.0.0.1:9999"]);
     let pools = settings["pools"].as_array().expect("pools");

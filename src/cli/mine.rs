@@ -76,9 +76,10 @@ pub struct Mine {
     /// list such as gpu:0,cpu [default: auto].
     #[arg(long, value_parser = clap::value_parser!(BackendChoice))]
     backend: Option<BackendChoice>,
-    /// Also hash on the CPU beside a GPU backend; nonce ranges are split between the devices.
-    #[arg(long)]
-    with_cpu: bool,
+    /// Also hash on the CPU beside a GPU backend; nonce ranges are split between the devices
+    /// (`--with-cpu=false` overrides `with_cpu = true` in the config file).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    with_cpu: Option<bool>,
     /// Stop after this many blocks were accepted by the node.
     #[arg(long)]
     blocks: Option<u64>,
@@ -358,7 +359,7 @@ impl Mine {
             mode,
             address: self.address.clone().or(file.address),
             backend,
-            with_cpu: self.with_cpu || file.with_cpu.unwrap_or(false),
+            with_cpu: self.with_cpu.or(file.with_cpu).unwrap_or(false),
             intensity,
             dispatch_ms,
             status_every,
