@@ -556,6 +556,29 @@ fn mine_status_api_answers_json_and_prometheus_and_sigterm_stops_cleanly() {
 }
 
 #[test]
+fn mine_api_on_a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = taken.local_addr().expect("an address").port().to_string();
+    let output = run(&[
+        "mine",
+        "--url",
+        "stratum+tcp://127.0.0.1:3333",
+        "--backend",
+        "cpu",
+        "--duration",
+        "5",
+        "--api",
+        &port,
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("status API: cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn mine_api_flag_rejects_a_bad_address() {
     let output = run(&[
         "mine",

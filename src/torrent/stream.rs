@@ -83,7 +83,7 @@ pub enum StreamError {
     Hash(#[from] HashError),
     #[error("--memory {memory} bytes is too small: it must hold at least 3 pieces of {piece_length} bytes")]
     MemoryTooSmall { memory: u64, piece_length: u64 },
-    #[error("the reader thread panicked")]
+    #[error("a reading thread panicked")]
     ReaderPanic,
 }
 
