@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::info::TorrentSummary;
 use super::{progress, size, BackendArg};
 use crate::torrent::create::{self, CreateOptions};
-use crate::torrent::magnet::magnet_link;
 use crate::torrent::stream::DEFAULT_MEMORY;
 use crate::torrent::Version;
 
@@ -60,14 +60,8 @@ pub struct Create {
 #[derive(serde::Serialize)]
 struct CreateReport {
     output: String,
-    name: String,
-    version: Version,
-    total_size: u64,
-    piece_length: u64,
-    pieces: u64,
-    info_hash_v1: Option<String>,
-    info_hash_v2: Option<String>,
-    magnet: String,
+    #[serde(flatten)]
+    torrent: TorrentSummary,
     seconds: f64,
     backend: String,
 }
@@ -128,14 +122,7 @@ impl Create {
         let meta = &created.meta;
         let report = CreateReport {
             output: output.display().to_string(),
-            name: meta.name.clone(),
-            version: meta.version,
-            total_size: meta.layout.content_length(),
-            piece_length: meta.layout.piece_length,
-            pieces: meta.layout.piece_count(),
-            info_hash_v1: meta.info_hash_v1().map(hex::encode),
-            info_hash_v2: meta.info_hash_v2().map(hex::encode),
-            magnet: magnet_link(meta),
+            torrent: TorrentSummary::of(meta),
             seconds: started.elapsed().as_secs_f64(),
             backend: backend.name(),
         };
@@ -147,13 +134,13 @@ impl Create {
                 out,
                 "wrote {} ({:?}, {} bytes in {} pieces of {} bytes) in {:.2} s",
                 report.output,
-                report.version,
-                report.total_size,
-                report.pieces,
-                report.piece_length,
+                report.torrent.version,
+                report.torrent.total_size,
+                report.torrent.pieces,
+                report.torrent.piece_length,
                 report.seconds
             )?;
-            writeln!(out, "{}", report.magnet)?;
+            writeln!(out, "{}", report.torrent.magnet)?;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -18,16 +18,38 @@ pub struct Info {
     json: bool,
 }
 
+/// What `info` and `create` both say about a torrent.
+#[derive(serde::Serialize)]
+pub(super) struct TorrentSummary {
+    pub(super) name: String,
+    pub(super) version: Version,
+    pub(super) total_size: u64,
+    pub(super) piece_length: u64,
+    pub(super) pieces: u64,
+    pub(super) info_hash_v1: Option<String>,
+    pub(super) info_hash_v2: Option<String>,
+    pub(super) magnet: String,
+}
+
+impl TorrentSummary {
+    pub(super) fn of(meta: &Metainfo) -> Self {
+        Self {
+            name: meta.name.clone(),
+            version: meta.version,
+            total_size: meta.layout.content_length(),
+            piece_length: meta.layout.piece_length,
+            pieces: meta.layout.piece_count(),
+            info_hash_v1: meta.info_hash_v1().map(hex::encode),
+            info_hash_v2: meta.info_hash_v2().map(hex::encode),
+            magnet: magnet_link(meta),
+        }
+    }
+}
+
 #[derive(serde::Serialize)]
 struct InfoReport<'a> {
-    name: &'a str,
-    version: Version,
-    total_size: u64,
-    piece_length: u64,
-    pieces: u64,
-    info_hash_v1: Option<String>,
-    info_hash_v2: Option<String>,
-    magnet: String,
+    #[serde(flatten)]
+    torrent: TorrentSummary,
     private: bool,
     trackers: &'a [String],
     comment: Option<&'a str>,
@@ -54,14 +76,7 @@ impl Info {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let meta = load(&self.torrent)?;
         let report = InfoReport {
-            name: &meta.name,
-            version: meta.version,
-            total_size: meta.layout.content_length(),
-            piece_length: meta.layout.piece_length,
-            pieces: meta.layout.piece_count(),
-            info_hash_v1: meta.info_hash_v1().map(hex::encode),
-            info_hash_v2: meta.info_hash_v2().map(hex::encode),
-            magnet: magnet_link(&meta),
+            torrent: TorrentSummary::of(&meta),
             private: meta.private,
             trackers: &meta.trackers,
             comment: meta.comment.as_deref(),
@@ -81,18 +96,18 @@ impl Info {
             return Ok(ExitCode::SUCCESS);
         }
         let mut out = std::io::stdout().lock();
-        writeln!(out, "name:         {}", report.name)?;
-        writeln!(out, "version:      {:?}", report.version)?;
-        writeln!(out, "total size:   {} bytes", report.total_size)?;
+        writeln!(out, "name:         {}", report.torrent.name)?;
+        writeln!(out, "version:      {:?}", report.torrent.version)?;
+        writeln!(out, "total size:   {} bytes", report.torrent.total_size)?;
         writeln!(
             out,
             "pieces:       {} of {} bytes",
-            report.pieces, report.piece_length
+            report.torrent.pieces, report.torrent.piece_length
         )?;
-        if let Some(v1) = &report.info_hash_v1 {
+        if let Some(v1) = &report.torrent.info_hash_v1 {
             writeln!(out, "info hash v1: {v1}")?;
         }
-        if let Some(v2) = &report.info_hash_v2 {
+        if let Some(v2) = &report.torrent.info_hash_v2 {
             writeln!(out, "info hash v2: {v2}")?;
         }
         writeln!(out, "private:      {}", report.private)?;
@@ -102,7 +117,7 @@ impl Info {
         if let Some(comment) = report.comment {
             writeln!(out, "comment:      {comment}")?;
         }
-        writeln!(out, "magnet:       {}", report.magnet)?;
+        writeln!(out, "magnet:       {}", report.torrent.magnet)?;
         writeln!(out, "files:")?;
         for file in &report.files {
             writeln!(out, "  {:>14}  {}", file.length, file.path)?;
