@@ -23,6 +23,8 @@ pub const DEFAULT_DISPATCH: Duration = Duration::from_millis(30);
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
 /// this many per scan.
 const MAX_FOUND_PER_SCAN: usize = 64;
+/// The smallest scan an easy target shrinks scans to.
+const MIN_EASY_SCAN: u64 = 256;
 const POLL_STEP: Duration = Duration::from_millis(20);
 /// Found solutions waiting for a submit slot (only while a --shares/--blocks limit is close).
 const MAX_HELD: usize = 256;
@@ -231,6 +233,10 @@ fn hash_loop(
     out: &Sender<FromHasher>,
 ) {
     let mut done_generation = 0;
+    // A very easy target (regtest, a tiny pool difficulty) makes many nonces winners, and each
+    // winner is re-checked on the CPU: a scan then takes far longer than tuned. Scans shrink
+    // until a few winners come per scan, and grow back when none do.
+    let mut easy_limit = u64::MAX;
     while !shared.stop.load(Ordering::Relaxed) {
         let (generation, job) = {
             let mut current = shared
@@ -267,7 +273,7 @@ fn hash_loop(
         let mut cached: Option<(u64, [u8; 80])> = None;
         while !stale() {
             // Sized by `tune`; read each time since a GPU that fails over changes it.
-            let scan_size = backend.scan_slice().clamp(1, 1 << 32);
+            let scan_size = backend.scan_slice().min(easy_limit).clamp(1, 1 << 32);
             let position = shared.cursor.fetch_add(scan_size, Ordering::Relaxed);
             let (roll, first) = (position >> 32, position & 0xffff_ffff);
             let header = match cached {
@@ -296,6 +302,14 @@ fn hash_loop(
             counters
                 .hw_errors
                 .fetch_add(outcome.hw_errors, Ordering::Relaxed);
+            let winners = outcome.found.len() as u64 + outcome.hw_errors;
+            // A solo job ends at its first block; a pool job is worth a few shares per scan.
+            let wanted = if job.solo { 1 } else { MAX_FOUND_PER_SCAN as u64 };
+            if winners > wanted {
+                easy_limit = (count * wanted / winners).max(MIN_EASY_SCAN);
+            } else if winners == 0 {
+                easy_limit = easy_limit.saturating_mul(2);
+            }
             if job.solo && !outcome.found.is_empty() {
                 // The block ends this job for every device; only one solution goes out.
                 if shared.finished.swap(generation, Ordering::Relaxed) != generation {
