@@ -304,7 +304,11 @@ fn hash_loop(
                 .fetch_add(outcome.hw_errors, Ordering::Relaxed);
             let winners = outcome.found.len() as u64 + outcome.hw_errors;
             // A solo job ends at its first block; a pool job is worth a few shares per scan.
-            let wanted = if job.solo { 1 } else { MAX_FOUND_PER_SCAN as u64 };
+            let wanted = if job.solo {
+                1
+            } else {
+                MAX_FOUND_PER_SCAN as u64
+            };
             if winners > wanted {
                 easy_limit = (count * wanted / winners).max(MIN_EASY_SCAN);
             } else if winners == 0 {
