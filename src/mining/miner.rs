@@ -674,17 +674,18 @@ pub fn run(
         })
         .collect();
     drop(tx);
-    let device_hashes = || -> Vec<u64> {
-        counters
+    // Per-device hash counts, with the totals brought up to date in `stats` on the way.
+    let refresh = |stats: &mut Stats| -> Vec<u64> {
+        let counts: Vec<u64> = counters
             .iter()
             .map(|c| c.hashes.load(Ordering::Relaxed))
-            .collect()
-    };
-    let hw_errors = || -> u64 {
-        counters
+            .collect();
+        stats.hashes = counts.iter().sum();
+        stats.hw_errors = counters
             .iter()
             .map(|c| c.hw_errors.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        counts
     };
     // Named at each report: a GPU that failed over to the CPU says so.
     let device = || {
@@ -712,10 +713,7 @@ pub fn run(
         if let Some(board) = &config.board {
             if last_board.is_none_or(|t| t.elapsed() >= BOARD_EVERY) {
                 last_board = Some(Instant::now());
-                let counts = device_hashes();
-                let rates = window.push(counts.clone());
-                driver.stats.hashes = counts.iter().sum();
-                driver.stats.hw_errors = hw_errors();
+                let rates = window.push(refresh(&mut driver.stats));
                 driver.pool.difficulty = driver.source.difficulty();
                 if let Some(error) = driver.source.last_error() {
                     driver.pool.last_error = Some(error);
@@ -755,7 +753,7 @@ pub fn run(
         }
         if let Some(every) = config.status_every {
             if last_status.0.elapsed() >= every {
-                let counts = device_hashes();
+                let counts = refresh(&mut driver.stats);
                 let seconds = last_status.0.elapsed().as_secs_f64();
                 #[allow(clippy::cast_precision_loss)]
                 let devices: Vec<DeviceRate> = backends
@@ -766,9 +764,7 @@ pub fn run(
                         hashrate: (now - last) as f64 / seconds,
                     })
                     .collect();
-                last_status = (Instant::now(), counts.clone());
-                driver.stats.hashes = counts.iter().sum();
-                driver.stats.hw_errors = hw_errors();
+                last_status = (Instant::now(), counts);
                 driver.emit(MinerEvent::Status {
                     url: driver.source.url(),
                     device: device(),
@@ -786,8 +782,7 @@ pub fn run(
         let _ = hasher.join();
     }
     let result = result.and_then(|()| driver.drain(&rx));
-    driver.stats.hashes = device_hashes().iter().sum();
-    driver.stats.hw_errors = hw_errors();
+    refresh(&mut driver.stats);
     let seconds = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     let hashrate = driver.stats.hashes as f64 / seconds.max(1e-9);
