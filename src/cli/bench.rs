@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::{Algo, Backend, BackendKind, ScanJob};
+use crate::hash::{
+    Algo, Backend, BackendKind, ScanJob, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
+};
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
 
@@ -29,15 +31,12 @@ pub struct Bench {
     seconds: f64,
     /// Nonces per GPU dispatch as a power of two (12-31) [default: tuned so a dispatch takes
     /// about 30 ms].
-    #[arg(long, value_parser = clap::value_parser!(u8).range(12..=31))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(i64::from(MIN_INTENSITY)..=i64::from(MAX_INTENSITY)))]
     intensity: Option<u8>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
-
-/// The time one GPU dispatch should take when tuned.
-const DISPATCH_TARGET: Duration = Duration::from_millis(30);
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -86,12 +85,12 @@ impl Bench {
                 backend.set_intensity(intensity);
                 (backend.kind() == BackendKind::Gpu).then(|| 1u32 << intensity)
             }
-            None => backend.tune(DISPATCH_TARGET)?,
+            None => backend.tune(DEFAULT_DISPATCH)?,
         };
         if let (Some(batch), false) = (scan_batch, self.json) {
             let how = match self.intensity {
                 Some(i) => format!("--intensity {i}"),
-                None => format!("tuned for {DISPATCH_TARGET:?}"),
+                None => format!("tuned for {DEFAULT_DISPATCH:?}"),
             };
             println!("sha256d: {batch} nonces per scan call ({how})");
         }

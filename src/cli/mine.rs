@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::config::{self, ConfigFile};
-use crate::hash::{open_backend, open_devices, BackendChoice, BackendKind};
+use crate::hash::{
+    open_backend, open_devices, BackendChoice, BackendKind, DEFAULT_DISPATCH, MAX_INTENSITY,
+    MIN_INTENSITY,
+};
 use crate::mining::api::StatusApi;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
@@ -94,7 +97,7 @@ pub struct Mine {
     status_every: Option<f64>,
     /// Nonces per GPU dispatch as a power of two (12-31) [default: tuned at start so a
     /// dispatch takes --dispatch-ms].
-    #[arg(long, value_parser = clap::value_parser!(u8).range(INTENSITY_MIN..=INTENSITY_MAX))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(i64::from(MIN_INTENSITY)..=i64::from(MAX_INTENSITY)))]
     intensity: Option<u8>,
     /// Milliseconds one GPU dispatch (or CPU scan call) should take when tuned: shorter
     /// switches to new work faster, longer keeps a GPU busier [default: 30].
@@ -123,8 +126,6 @@ pub struct Mine {
     test_submit_bad_share: bool,
 }
 
-const INTENSITY_MIN: i64 = 12;
-const INTENSITY_MAX: i64 = 31;
 const DISPATCH_MS_MAX: u64 = 10_000;
 
 /// One pool (or node) with its login.
@@ -312,11 +313,13 @@ impl Mine {
         };
         let intensity = match (self.intensity, file.intensity) {
             (Some(i), _) => Some(i),
-            (None, Some(i)) if (INTENSITY_MIN..=INTENSITY_MAX).contains(&i) => {
+            (None, Some(i))
+                if (i64::from(MIN_INTENSITY)..=i64::from(MAX_INTENSITY)).contains(&i) =>
+            {
                 Some(u8::try_from(i).expect("in range"))
             }
             (None, Some(i)) => bail!(
-                "{}: must be {INTENSITY_MIN} to {INTENSITY_MAX} (2^N nonces per dispatch), got {i}",
+                "{}: must be {MIN_INTENSITY} to {MAX_INTENSITY} (2^N nonces per dispatch), got {i}",
                 at("intensity")
             ),
             (None, None) => None,
@@ -332,7 +335,7 @@ impl Mine {
                         at("dispatch_ms")
                     )
                 })?,
-            (None, None) => 30,
+            (None, None) => u64::try_from(DEFAULT_DISPATCH.as_millis()).expect("30 ms"),
         };
         let status_every = match (self.status_every, file.status_every) {
             (Some(s), _) => {

@@ -139,6 +139,14 @@ pub enum BackendKind {
     Gpu,
 }
 
+/// What [`Backend::tune`] aims for unless told otherwise: one scan call (one GPU dispatch)
+/// short enough to drop stale work quickly, long enough to keep a GPU busy.
+pub const DEFAULT_DISPATCH: std::time::Duration = std::time::Duration::from_millis(30);
+/// The `--intensity` range for [`Backend::set_intensity`]: 2^12 is the smallest dispatch lavapipe
+/// fills, 2^31 the largest nonce range a dispatch can take.
+pub const MIN_INTENSITY: u8 = 12;
+pub const MAX_INTENSITY: u8 = 31;
+
 /// Batched hashing work. Implementations must agree bit for bit; the CPU one is the oracle.
 pub trait Backend: Send + Sync {
     /// A short name for reports, e.g. `cpu (2 threads, sha-ni)` or `gpu:0 (NVIDIA H100)`.

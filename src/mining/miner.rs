@@ -15,11 +15,8 @@ use super::job::{Job, Solution};
 use super::source::{SourceError, SourceEvent, WorkSource};
 use super::status::{DeviceStatus, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS};
 use super::target;
-use crate::hash::{Backend, BackendKind, ScanJob};
+use crate::hash::{Backend, BackendKind, ScanJob, DEFAULT_DISPATCH};
 
-/// GPU dispatches (and CPU scan calls) are tuned to take about this long unless told
-/// otherwise: short enough to drop stale work quickly, long enough to keep a GPU busy.
-pub const DEFAULT_DISPATCH: Duration = Duration::from_millis(30);
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
 /// this many per scan.
 const MAX_FOUND_PER_SCAN: usize = 64;
