@@ -4,7 +4,7 @@
 mod util;
 
 use peerhash::hash::cpu::CpuBackend;
-use peerhash::hash::gpu::ScanShape;
+use peerhash::hash::gpu::{BulkShape, ScanShape};
 use peerhash::hash::{Algo, Backend, HashError, ScanJob};
 use peerhash::selftest::{self, XorShift, AWKWARD_LENGTHS};
 
@@ -34,9 +34,13 @@ fn cpu_passes_every_selftest_check() {
 #[test]
 fn state_carried_across_many_small_rounds_matches_cpu() {
     let mut gpu = util::gpu_backend();
-    // Two blocks per lane and 4 KiB per round: every message past 119 bytes needs several
-    // dispatches, and lanes finish in different rounds.
-    gpu.set_round_limits(4096, 2);
+    // Three lanes of two blocks per round: every message past 128 bytes needs several
+    // rounds, lanes finish in different rounds and take the next message in the following one.
+    gpu.set_bulk_shape(BulkShape {
+        lanes: 3,
+        slice: 128,
+        in_flight: 2,
+    });
     let mut rng = XorShift::new(11);
     let messages: Vec<Vec<u8>> = AWKWARD_LENGTHS
         .iter()

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::bulk::{self, BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource};
 use super::cpu::CpuBackend;
 use super::{
     Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
@@ -80,6 +81,34 @@ impl Backend for FallbackBackend {
 
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
         self.run(|b| b.digest_messages(algo, messages))
+    }
+
+    fn hash_items(
+        &self,
+        algo: Option<BlockAlgo>,
+        items: &mut dyn Iterator<Item = BulkItem>,
+        source: &dyn BulkSource,
+        memory: u64,
+        sink: &mut dyn FnMut(BulkResult),
+    ) -> Result<BulkReport, HashError> {
+        if self.has_failed_over() {
+            return self.cpu.hash_items(algo, items, source, memory, sink);
+        }
+        let on_failure = |e: &HashError| {
+            if !self.failed.swap(true, Ordering::Relaxed) {
+                tracing::warn!("{e}; continuing on {}", self.cpu.name());
+            }
+        };
+        bulk::hash_with_fallback(
+            &*self.primary,
+            &self.cpu,
+            on_failure,
+            algo,
+            items,
+            source,
+            memory,
+            sink,
+        )
     }
 
     fn scan_slice(&self) -> u64 {

@@ -1,6 +1,7 @@
 //! The hashing engine: one [`Backend`] trait, a rayon CPU implementation (the oracle) and a
 //! wgpu GPU implementation whose every reported nonce is re-checked on the CPU.
 
+pub mod bulk;
 pub mod cpu;
 mod fallback;
 pub mod gpu;
@@ -179,6 +180,25 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// A device failure.
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError>;
+
+    /// Bulk hashing of messages the backend reads itself through `source`: each item's whole
+    /// digest with `algo` (if any) and the SHA-256 of its v2 blocks, answered through `sink` as
+    /// each completes (in any order). `memory` bounds the buffers in flight. Backends without
+    /// a streaming engine read each message whole and use [`Backend::digest_messages`].
+    ///
+    /// # Errors
+    /// A device failure.
+    fn hash_items(
+        &self,
+        algo: Option<bulk::BlockAlgo>,
+        items: &mut dyn Iterator<Item = bulk::BulkItem>,
+        source: &dyn bulk::BulkSource,
+        memory: u64,
+        sink: &mut dyn FnMut(bulk::BulkResult),
+    ) -> Result<bulk::BulkReport, HashError> {
+        let _ = memory;
+        bulk::hash_in_memory(self, algo, items, source, sink)
+    }
 
     /// Nonces worth giving one [`Backend::scan`] call: enough to keep the device busy, few
     /// enough that progress and new work are noticed quickly (see [`Backend::tune`]).

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use super::bulk::{self, BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource};
 use super::{
     Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
 };
@@ -159,6 +160,34 @@ impl Backend for MultiBackend {
 
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
         self.first_live(|b| b.digest_messages(algo, messages))
+    }
+
+    /// On the first live device; if it fails, the next one finishes the work.
+    fn hash_items(
+        &self,
+        algo: Option<BlockAlgo>,
+        items: &mut dyn Iterator<Item = BulkItem>,
+        source: &dyn BulkSource,
+        memory: u64,
+        sink: &mut dyn FnMut(BulkResult),
+    ) -> Result<BulkReport, HashError> {
+        let mut live = self.live();
+        let Some((first, counters)) = live.next() else {
+            return Err(self.all_failed());
+        };
+        match live.next() {
+            Some((second, _)) => bulk::hash_with_fallback(
+                &**first,
+                &**second,
+                |e| self.fail(counters, &**first, e),
+                algo,
+                items,
+                source,
+                memory,
+                sink,
+            ),
+            None => first.hash_items(algo, items, source, memory, sink),
+        }
     }
 
     fn scan_slice(&self) -> u64 {

@@ -192,6 +192,21 @@ impl GpuContext {
             .map_err(|e| self.error(format!("waiting for the device: {e}")))
     }
 
+    /// Waits for one submission (and the map callbacks it fires), or fails after
+    /// [`DISPATCH_TIMEOUT`]; later submissions keep running.
+    ///
+    /// # Errors
+    /// A timeout or a lost device.
+    pub fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<(), HashError> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: Some(DISPATCH_TIMEOUT),
+            })
+            .map(drop)
+            .map_err(|e| self.error(format!("waiting for the device: {e}")))
+    }
+
     /// Copies `size` bytes of `source` into a mappable buffer and returns them.
     ///
     /// # Errors

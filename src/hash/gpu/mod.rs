@@ -1,8 +1,10 @@
 //! The wgpu backend: WGSL kernels for sha256d nonce search, batched SHA-1/SHA-256 of messages
 //! of any length, and merkle parents. Every nonce it reports is re-checked on the CPU.
 
+mod bulk;
+mod bulk_kernel;
+pub mod bulk_shape;
 pub mod context;
-mod messages;
 mod pairs;
 mod pipeline;
 mod scan;
@@ -12,35 +14,65 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bulk::{BulkEngine, BulkKernels};
+pub use bulk_shape::{AdapterProfile, BulkShape};
 pub use context::{adapters, summarize, AdapterSummary, GpuContext};
-use messages::{BlockAlgo, RoundLimits};
 use pipeline::Kernel;
 pub use scan::ScanShape;
 
+use super::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, Extent, MemorySource};
 use super::{
     check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
     Sha1Digest, Sha256Digest,
 };
 
-/// The kernels, one per file in `shaders/`.
-pub const KERNELS: [(&str, &str); 4] = [
-    (
-        "sha256d_scan",
-        include_str!("../../../shaders/sha256d_scan.wgsl"),
-    ),
-    (
-        "sha1_blocks",
-        include_str!("../../../shaders/sha1_blocks.wgsl"),
-    ),
-    (
-        "sha256_blocks",
-        include_str!("../../../shaders/sha256_blocks.wgsl"),
-    ),
-    (
-        "sha256_pairs",
-        include_str!("../../../shaders/sha256_pairs.wgsl"),
-    ),
-];
+/// The default `--memory` for bulk work on a GPU: three rounds of 4,096+ lanes of 64 KiB
+/// slices (see [`BulkShape`]); a machine with a graphics card has that to spare, and less
+/// would leave a discrete card waiting.
+pub const DEFAULT_GPU_MEMORY: u64 = 1 << 30;
+
+/// The kernels a GPU backend compiles (each on first use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelId {
+    Sha256dScan,
+    Sha1Bulk,
+    Sha256Bulk,
+    Sha256Pairs,
+}
+
+impl KernelId {
+    pub const ALL: [KernelId; 4] = [
+        KernelId::Sha256dScan,
+        KernelId::Sha1Bulk,
+        KernelId::Sha256Bulk,
+        KernelId::Sha256Pairs,
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelId::Sha256dScan => "sha256d_scan",
+            KernelId::Sha1Bulk => "sha1_bulk",
+            KernelId::Sha256Bulk => "sha256_bulk",
+            KernelId::Sha256Pairs => "sha256_pairs",
+        }
+    }
+
+    /// The kernel's WGSL, without the shared SHA functions `wgsl::kernel_source` adds.
+    #[must_use]
+    pub fn body(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            KernelId::Sha256dScan => include_str!("../../../shaders/sha256d_scan.wgsl").into(),
+            KernelId::Sha1Bulk => bulk_kernel::source(BlockAlgo::Sha1).into(),
+            KernelId::Sha256Bulk => bulk_kernel::source(BlockAlgo::Sha256).into(),
+            KernelId::Sha256Pairs => include_str!("../../../shaders/sha256_pairs.wgsl").into(),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Test hook: `PEERHASH_FAULT_GPU=fail-after:N` makes every GPU operation after the first N
 /// fail as a lost device would; `PEERHASH_FAULT_GPU=bad-nonces` makes the scan report wrong
@@ -85,7 +117,9 @@ impl Faults {
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
     kernels: [OnceLock<Kernel>; 4],
-    limits: RoundLimits,
+    /// Set by tests to force many rounds on small inputs; otherwise sized per run.
+    bulk_override: Option<BulkShape>,
+    bulk: Mutex<Option<BulkEngine>>,
     shape: Mutex<ScanShape>,
     faults: Faults,
 }
@@ -98,7 +132,8 @@ impl GpuBackend {
     pub fn open(index: usize, adapter: &wgpu::Adapter) -> Result<Self, HashError> {
         let ctx = GpuContext::open(index, adapter)?;
         Ok(Self {
-            limits: RoundLimits::for_device(&ctx),
+            bulk_override: None,
+            bulk: Mutex::new(None),
             shape: Mutex::new(ScanShape::for_device(&ctx)),
             ctx,
             kernels: Default::default(),
@@ -141,7 +176,7 @@ impl GpuBackend {
             let started = Instant::now();
             scan::scan(
                 &self.ctx,
-                self.kernel(0)?,
+                self.kernel(KernelId::Sha256dScan)?,
                 &job,
                 ScanShape { batch, ..shape },
             )?;
@@ -167,33 +202,102 @@ impl GpuBackend {
         Ok(shape)
     }
 
-    /// Caps the bytes uploaded per round and blocks per lane (tests use this to force many
-    /// rounds with carried state on small inputs).
-    pub fn set_round_limits(&mut self, bytes_per_round: usize, blocks_per_lane: usize) {
-        self.limits = RoundLimits {
-            bytes_per_round: bytes_per_round.max(128),
-            blocks_per_lane: blocks_per_lane.max(2),
-        };
+    /// Fixes the bulk rounds' shape (tests use this to force many rounds with carried state
+    /// on small inputs; `slice` must be a multiple of 64, or of 16 KiB for v2 blocks).
+    pub fn set_bulk_shape(&mut self, shape: BulkShape) {
+        self.bulk_override = Some(shape);
     }
 
-    fn kernel(&self, slot: usize) -> Result<&Kernel, HashError> {
+    /// The shape bulk work takes on this device for pieces of `piece_len` bytes.
+    #[must_use]
+    pub fn bulk_shape(&self, piece_len: u64, memory: u64) -> BulkShape {
+        self.bulk_override.unwrap_or_else(|| {
+            BulkShape::for_adapter(
+                &AdapterProfile::of(&self.ctx.info, &self.ctx.limits),
+                piece_len,
+                memory,
+            )
+        })
+    }
+
+    fn kernel(&self, id: KernelId) -> Result<&Kernel, HashError> {
         self.faults.check(&self.ctx)?;
-        if let Some(kernel) = self.kernels[slot].get() {
+        let slot = &self.kernels[id.index()];
+        if let Some(kernel) = slot.get() {
             return Ok(kernel);
         }
-        let (name, source) = KERNELS[slot];
-        let kernel = Kernel::new(&self.ctx, name, source)?;
+        let kernel = Kernel::new(&self.ctx, id.name(), &id.body())?;
         // Another thread may have won the race; either compiled kernel is the same.
-        let _ = self.kernels[slot].set(kernel);
-        Ok(self.kernels[slot].get().expect("just set"))
+        let _ = slot.set(kernel);
+        Ok(slot.get().expect("just set"))
+    }
+
+    /// Bulk work on the device engine, its buffers made once and kept for the next run.
+    fn run_bulk(
+        &self,
+        algo: Option<BlockAlgo>,
+        items: &mut dyn Iterator<Item = BulkItem>,
+        source: &dyn BulkSource,
+        memory: u64,
+        sink: &mut dyn FnMut(BulkResult),
+    ) -> Result<BulkReport, HashError> {
+        let mut items = items.peekable();
+        let Some(first) = items.peek() else {
+            return Ok(BulkReport::default());
+        };
+        let mut shape = self.bulk_shape(first.length().max(first.block_bytes), memory);
+        if first.block_bytes > 0 && u64::from(shape.slice) % super::bulk::V2_BLOCK != 0 {
+            shape.slice = shape.slice.next_multiple_of(16 << 10);
+        }
+        let kernels = BulkKernels {
+            sha1: match algo {
+                Some(BlockAlgo::Sha1) => Some(self.kernel(KernelId::Sha1Bulk)?),
+                _ => None,
+            },
+            sha256: self.kernel(KernelId::Sha256Bulk)?,
+        };
+        let mut engine = self
+            .bulk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !engine.as_ref().is_some_and(|e| e.fits(&shape)) {
+            // Drop the old buffers first: both sets at once may not fit in device memory.
+            *engine = None;
+            *engine = Some(self.ctx.scoped("making bulk buffers", || {
+                Ok(BulkEngine::new(&self.ctx, shape))
+            })?);
+        }
+        let engine = engine.as_mut().expect("just made");
+        let check = || self.faults.check(&self.ctx);
+        engine.run(
+            &self.ctx, &kernels, shape, algo, &mut items, source, sink, &check,
+        )
     }
 
     fn digest(&self, algo: BlockAlgo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
-        let slot = match algo {
-            BlockAlgo::Sha1 => 1,
-            BlockAlgo::Sha256 => 2,
+        let mut items = messages.iter().enumerate().map(|(i, m)| BulkItem {
+            id: i as u64,
+            extents: vec![Extent {
+                source: Some(i),
+                offset: 0,
+                length: m.len() as u64,
+            }],
+            block_bytes: 0,
+        });
+        let mut digests = vec![Vec::new(); messages.len()];
+        let mut sink = |r: BulkResult| {
+            if let (Ok(i), Some(d)) = (usize::try_from(r.id), r.digest) {
+                digests[i] = d;
+            }
         };
-        messages::digest_messages(&self.ctx, self.kernel(slot)?, algo, messages, self.limits)
+        self.run_bulk(
+            Some(algo),
+            &mut items,
+            &MemorySource(messages),
+            DEFAULT_GPU_MEMORY,
+            &mut sink,
+        )?;
+        Ok(digests)
     }
 }
 
@@ -228,8 +332,15 @@ impl Backend for GpuBackend {
 
     fn sha256_pairs(&self, nodes: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
         check_pairs(nodes)?;
-        let max_pairs = self.limits.bytes_per_round / 64;
-        pairs::parents(&self.ctx, self.kernel(3)?, nodes, max_pairs)
+        let max_pairs = usize::try_from(self.ctx.limits.max_storage_buffer_binding_size / 64)
+            .unwrap_or(usize::MAX)
+            .min(1 << 20);
+        pairs::parents(
+            &self.ctx,
+            self.kernel(KernelId::Sha256Pairs)?,
+            nodes,
+            max_pairs,
+        )
     }
 
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
@@ -242,6 +353,17 @@ impl Backend for GpuBackend {
                 self.digest(BlockAlgo::Sha256, &first)
             }
         }
+    }
+
+    fn hash_items(
+        &self,
+        algo: Option<BlockAlgo>,
+        items: &mut dyn Iterator<Item = BulkItem>,
+        source: &dyn BulkSource,
+        memory: u64,
+        sink: &mut dyn FnMut(BulkResult),
+    ) -> Result<BulkReport, HashError> {
+        self.run_bulk(algo, items, source, memory, sink)
     }
 
     fn scan_slice(&self) -> u64 {
@@ -261,7 +383,12 @@ impl Backend for GpuBackend {
     }
 
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
-        let mut reported = scan::scan(&self.ctx, self.kernel(0)?, job, self.scan_shape())?;
+        let mut reported = scan::scan(
+            &self.ctx,
+            self.kernel(KernelId::Sha256dScan)?,
+            job,
+            self.scan_shape(),
+        )?;
         if self.faults.bad_nonces {
             reported.extend([job.start, job.start.wrapping_add(1)]);
         }

@@ -51,29 +51,9 @@ impl Kernel {
         buffers: &[&wgpu::Buffer],
         invocations: u32,
     ) -> Result<(), HashError> {
-        let groups = invocations.div_ceil(WORKGROUP_SIZE).max(1);
-        let max = ctx.limits.max_compute_workgroups_per_dimension.max(1);
-        let (x, y) = (groups.min(max), groups.div_ceil(max));
-        if y > max {
-            return Err(ctx.error(format!(
-                "{}: {invocations} invocations is too many",
-                self.name
-            )));
-        }
+        let (x, y) = self.grid(ctx, invocations)?;
         ctx.scoped(&format!("dispatching kernel {}", self.name), || {
-            let entries: Vec<wgpu::BindGroupEntry> = buffers
-                .iter()
-                .zip(0u32..)
-                .map(|(buffer, binding)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: buffer.as_entire_binding(),
-                })
-                .collect();
-            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(self.name),
-                layout: &self.pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+            let bind_group = self.bind_group(ctx, buffers);
             let mut encoder = ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
@@ -86,6 +66,59 @@ impl Kernel {
             ctx.queue.submit([encoder.finish()]);
             Ok(())
         })
+    }
+}
+
+impl Kernel {
+    /// A bind group of `buffers` at bindings 0, 1, ... of group 0, made once by callers that
+    /// dispatch the same buffers again and again.
+    #[must_use]
+    pub fn bind_group(&self, ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .zip(0u32..)
+            .map(|(buffer, binding)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.name),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Records a dispatch of `invocations` threads with a prebuilt bind group into `pass`.
+    ///
+    /// # Errors
+    /// A grid larger than the device allows.
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        group: &wgpu::BindGroup,
+        invocations: u32,
+    ) -> Result<(), HashError> {
+        let (x, y) = self.grid(ctx, invocations)?;
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Workgroups in x and y for `invocations` threads.
+    fn grid(&self, ctx: &GpuContext, invocations: u32) -> Result<(u32, u32), HashError> {
+        let groups = invocations.div_ceil(WORKGROUP_SIZE).max(1);
+        let max = ctx.limits.max_compute_workgroups_per_dimension.max(1);
+        let (x, y) = (groups.min(max), groups.div_ceil(max));
+        if y > max {
+            return Err(ctx.error(format!(
+                "{}: {invocations} invocations is too many",
+                self.name
+            )));
+        }
+        Ok((x, y))
     }
 }
 

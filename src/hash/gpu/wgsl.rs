@@ -123,8 +123,9 @@ mod tests {
 
     #[test]
     fn every_kernel_validates_as_wgsl() {
-        for (name, kernel) in crate::hash::gpu::KERNELS {
-            let src = kernel_source(kernel);
+        for id in crate::hash::gpu::KernelId::ALL {
+            let name = id.name();
+            let src = kernel_source(&id.body());
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
             naga::valid::Validator::new(
