@@ -4,14 +4,17 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::BackendArg;
+use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, Extent, MemorySource};
 use crate::hash::{
     Algo, Backend, BackendKind, ScanJob, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
 
-/// Bytes hashed per round of the bulk benchmarks on a GPU.
+/// Distinct bytes behind the bulk benchmarks' messages on a GPU (messages reuse them).
 const BULK_BYTES: usize = 64 << 20;
+/// Pieces per lane in one GPU bulk measurement round.
+const GPU_ROUNDS: u64 = 4;
 /// CPU bulk data per core: within a core's L2 cache, as `verify`'s chunks are.
 const CPU_BULK_BYTES_PER_CORE: usize = 2 << 20;
 /// BitTorrent v1 piece size for the SHA-1 benchmark, v2 block size for SHA-256.
@@ -56,6 +59,9 @@ struct Measurement {
     /// Nonces or bytes hashed.
     work: u64,
     seconds: f64,
+    /// How the GPU was kept busy in bulk hashing; absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<BulkReport>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +111,9 @@ impl Bench {
                     m.work,
                     m.seconds
                 );
+                if let Some(device) = &m.device {
+                    println!("         {}", describe_device(device));
+                }
             }
             results.push(m);
         }
@@ -131,7 +140,8 @@ fn measure(
         _ => ("MB/s", 1e6),
     };
     let spinner = super::progress::bar(0, quiet, "{spinner} {msg}");
-    let mut round = round_fn(backend, algo)?;
+    let mut device = None;
+    let mut round = round_fn(backend, algo, &mut device)?;
     let started = Instant::now();
     let mut work = 0u64;
     while work == 0 || started.elapsed() < duration {
@@ -142,6 +152,7 @@ fn measure(
         spinner.tick();
     }
     spinner.finish_and_clear();
+    drop(round);
     let seconds = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     let rate = work as f64 / seconds / scale;
@@ -151,13 +162,41 @@ fn measure(
         unit,
         work,
         seconds,
+        device,
     })
+}
+
+/// One line on how the device was kept busy.
+#[must_use]
+pub fn describe_device(device: &BulkReport) -> String {
+    let lanes = if device.block_lanes_per_dispatch > 0 && device.lanes_per_dispatch > 0 {
+        format!(
+            "{} piece lanes + {} v2 block lanes",
+            device.lanes_per_dispatch, device.block_lanes_per_dispatch
+        )
+    } else {
+        format!(
+            "{} lanes",
+            device.lanes_per_dispatch.max(device.block_lanes_per_dispatch)
+        )
+    };
+    format!(
+        "device: {lanes} per dispatch, {} KiB slices, {} MiB in flight, {} rounds ({} overlapped)",
+        device.slice_bytes >> 10,
+        device.bytes_in_flight >> 20,
+        device.rounds,
+        device.rounds_overlapped
+    )
 }
 
 type Round<'a> = Box<dyn FnMut() -> anyhow::Result<u64> + 'a>;
 
 /// One round of work for `algo`, returning how much it did.
-fn round_fn(backend: &dyn Backend, algo: Algo) -> anyhow::Result<Round<'_>> {
+fn round_fn<'a>(
+    backend: &'a dyn Backend,
+    algo: Algo,
+    device: &'a mut Option<BulkReport>,
+) -> anyhow::Result<Round<'a>> {
     Ok(match algo {
         Algo::Sha256d => {
             let header = BlockHeader::from_hex(KNOWN_HEADERS[0].hex)?;
@@ -172,6 +211,9 @@ fn round_fn(backend: &dyn Backend, algo: Algo) -> anyhow::Result<Round<'_>> {
                 start += batch;
                 Ok(backend.scan(&job)?.hashes)
             })
+        }
+        Algo::Sha1 | Algo::Sha256 if backend.kind() == BackendKind::Gpu => {
+            gpu_bulk_round(backend, algo, device)
         }
         Algo::Sha1 | Algo::Sha256 => {
             // A GPU needs a large batch to fill; on the CPU a cache-sized buffer per core
@@ -193,5 +235,50 @@ fn round_fn(backend: &dyn Backend, algo: Algo) -> anyhow::Result<Round<'_>> {
                 Ok(data.len() as u64)
             })
         }
+    })
+}
+
+/// GPU bulk hashing as `verify` drives it: enough distinct messages for several rounds of the
+/// device's lanes (SHA-1 of 256 KiB pieces; v2 16 KiB blocks of 256 KiB pieces), read from
+/// one buffer in memory into the device's upload buffers.
+fn gpu_bulk_round<'a>(
+    backend: &'a dyn Backend,
+    algo: Algo,
+    device: &'a mut Option<BulkReport>,
+) -> Round<'a> {
+    let piece = SHA1_PIECE as u64;
+    let memory = crate::hash::gpu::DEFAULT_GPU_MEMORY;
+    let lanes = backend
+        .bulk_shape(piece, memory)
+        .map_or(256, |s| u64::from(s.lanes));
+    let data = XorShift::new(42).bytes(BULK_BYTES);
+    let pieces_in_data = (BULK_BYTES as u64 / piece).max(1);
+    let count = lanes * GPU_ROUNDS;
+    Box::new(move || {
+        let (carried, block_bytes) = match algo {
+            Algo::Sha1 => (Some(BlockAlgo::Sha1), 0),
+            _ => (None, piece),
+        };
+        let mut items = (0..count).map(|i| BulkItem {
+            id: i,
+            extents: vec![Extent {
+                source: Some(0),
+                offset: (i % pieces_in_data) * piece,
+                length: piece,
+            }],
+            block_bytes,
+        });
+        let sources = [data.as_slice()];
+        let report = backend.hash_items(
+            carried,
+            &mut items,
+            &MemorySource(&sources),
+            memory,
+            &mut |_| {},
+        )?;
+        device
+            .get_or_insert_with(BulkReport::default)
+            .merge(&report);
+        Ok(count * piece)
     })
 }

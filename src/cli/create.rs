@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::info::TorrentSummary;
 use super::{progress, size, BackendArg};
 use crate::torrent::create::{self, CreateOptions};
-use crate::torrent::stream::DEFAULT_MEMORY;
+use crate::torrent::stream;
 use crate::torrent::Version;
 
 /// Make a .torrent file from a file or directory. v1 unless --v2 or --hybrid; hidden files are
@@ -50,8 +50,9 @@ pub struct Create {
     #[command(flatten)]
     backend: BackendArg,
     /// Read buffers in flight (e.g. 64M, 1G).
-    #[arg(long, default_value_t = DEFAULT_MEMORY, value_parser = size::parse_size)]
-    memory: u64,
+    /// [default: 256M on the CPU, 1G on a GPU]
+    #[arg(long, value_parser = size::parse_size)]
+    memory: Option<u64>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -64,6 +65,9 @@ struct CreateReport {
     torrent: TorrentSummary,
     seconds: f64,
     backend: String,
+    /// How the GPU was kept busy; absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<crate::hash::bulk::BulkReport>,
 }
 
 impl Create {
@@ -90,6 +94,7 @@ impl Create {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
         });
+        let backend = self.backend.open_resilient()?;
         let options = CreateOptions {
             version,
             piece_length,
@@ -98,9 +103,10 @@ impl Create {
             comment: self.comment.clone(),
             source: self.source.clone(),
             creation_date,
-            memory: self.memory,
+            memory: self
+                .memory
+                .unwrap_or_else(|| stream::default_memory(backend.kind())),
         };
-        let backend = self.backend.open_resilient()?;
         let total = files.iter().map(|f| f.length).sum();
         let bar = progress::bar(total, self.json, super::verify::BYTES_TEMPLATE);
         let created = create::create(&*backend, &name, &files, single_file, &options, |n| {
@@ -125,6 +131,7 @@ impl Create {
             torrent: TorrentSummary::of(meta),
             seconds: started.elapsed().as_secs_f64(),
             backend: backend.name(),
+            device: created.device,
         };
         if self.json {
             super::print_json(&report)?;

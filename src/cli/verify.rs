@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{progress, size, BackendArg};
-use crate::torrent::stream::DEFAULT_MEMORY;
+use crate::torrent::stream;
 use crate::torrent::verify::{self, FileStatus, VerifyReport};
 
 pub const BYTES_TEMPLATE: &str =
@@ -21,8 +21,9 @@ pub struct Verify {
     #[command(flatten)]
     backend: BackendArg,
     /// Read buffers in flight (e.g. 64M, 1G): peak memory stays near this whatever the size.
-    #[arg(long, default_value_t = DEFAULT_MEMORY, value_parser = size::parse_size)]
-    memory: u64,
+    /// [default: 256M on the CPU, 1G on a GPU]
+    #[arg(long, value_parser = size::parse_size)]
+    memory: Option<u64>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -34,7 +35,10 @@ impl Verify {
         let backend = self.backend.open_resilient()?;
         let paths = verify::locate(&meta, &self.data);
         let bar = progress::bar(meta.layout.total_length(), self.json, BYTES_TEMPLATE);
-        let report = verify::verify(&meta, &paths, &*backend, self.memory, |n| bar.inc(n))?;
+        let memory = self
+            .memory
+            .unwrap_or_else(|| stream::default_memory(backend.kind()));
+        let report = verify::verify(&meta, &paths, &*backend, memory, |n| bar.inc(n))?;
         bar.finish_and_clear();
         if self.json {
             super::print_json(&report)?;
@@ -84,5 +88,8 @@ fn print_summary(report: &VerifyReport) -> std::io::Result<()> {
         mb / report.seconds.max(1e-9),
         report.backend
     )?;
+    if let Some(device) = &report.device {
+        writeln!(out, "{}", super::bench::describe_device(device))?;
+    }
     writeln!(out, "{}", if report.ok { "OK" } else { "FAILED" })
 }

@@ -111,6 +111,14 @@ impl Backend for FallbackBackend {
         )
     }
 
+    fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<super::gpu::BulkShape> {
+        if self.has_failed_over() {
+            None
+        } else {
+            self.primary.bulk_shape(piece_len, memory)
+        }
+    }
+
     fn scan_slice(&self) -> u64 {
         if self.has_failed_over() {
             self.cpu.scan_slice()

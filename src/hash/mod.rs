@@ -200,6 +200,12 @@ pub trait Backend: Send + Sync {
         bulk::hash_in_memory(self, algo, items, source, sink)
     }
 
+    /// The shape [`Backend::hash_items`] takes on this device for messages of `piece_len`
+    /// bytes within `memory`; `None` where bulk work has no rounds (the CPU).
+    fn bulk_shape(&self, _piece_len: u64, _memory: u64) -> Option<gpu::BulkShape> {
+        None
+    }
+
     /// Nonces worth giving one [`Backend::scan`] call: enough to keep the device busy, few
     /// enough that progress and new work are noticed quickly (see [`Backend::tune`]).
     fn scan_slice(&self) -> u64 {

@@ -190,6 +190,10 @@ impl Backend for MultiBackend {
         }
     }
 
+    fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<super::gpu::BulkShape> {
+        self.live().next()?.0.bulk_shape(piece_len, memory)
+    }
+
     fn scan_slice(&self) -> u64 {
         self.live().map(|(d, _)| d.scan_slice()).sum::<u64>().max(1)
     }

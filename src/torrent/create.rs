@@ -145,6 +145,8 @@ pub fn collect(root: &Path) -> Result<(String, Vec<ContentFile>, bool), CreateEr
 pub struct Created {
     pub bytes: Vec<u8>,
     pub meta: Metainfo,
+    /// How the GPU was kept busy; `None` on the CPU.
+    pub device: Option<crate::hash::bulk::BulkReport>,
 }
 
 /// Hashes `files` and builds the torrent; `progress` gets the bytes of each batch.
@@ -184,7 +186,7 @@ pub fn create(
     let mut v2_pieces: Vec<Vec<(u64, Sha256Digest)>> = vec![Vec::new(); layout.files.len()];
     let mut unreadable: Option<usize> = None;
     let mut progress = progress;
-    let states = stream::run(backend, &layout, &paths, want, options.memory, |results| {
+    let streamed = stream::run(backend, &layout, &paths, want, options.memory, |results| {
         let mut batch = 0;
         for piece in results {
             batch += piece.length;
@@ -202,7 +204,12 @@ pub fn create(
         }
         progress(batch);
     })?;
-    if let Some(file) = unreadable.or_else(|| states.iter().position(|s| *s != FileState::Present))
+    if let Some(file) = unreadable.or_else(|| {
+        streamed
+            .states
+            .iter()
+            .position(|s| *s != FileState::Present)
+    })
     {
         return Err(CreateError::Changed(paths[file].clone()));
     }
@@ -286,6 +293,7 @@ pub fn create(
     Ok(Created {
         bytes: encoded,
         meta,
+        device: streamed.device,
     })
 }
 

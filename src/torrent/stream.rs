@@ -4,7 +4,8 @@
 //! each chunk on the device in one batch (SHA-1 pieces, SHA-256 blocks, merkle layers).
 //! Peak memory is the chunk buffers in flight, fixed by `--memory`, whatever the torrent size.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -12,22 +13,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 
 use crate::hash::cpu::CpuBackend;
+use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, Extent};
 use crate::hash::{Algo, Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
 
 use super::layout::{Layout, PieceSpans, BLOCK_SIZE};
 use super::merkle;
 
-/// GPU chunks: large enough to fill the device with one dispatch round.
-const GPU_CHUNK_BYTES: u64 = 64 << 20;
 /// CPU chunks (at least one piece) stay within a core's L2 cache, so the bytes a core just
 /// copied are still there when it hashes them.
 const CPU_CHUNK_BYTES: u64 = 2 << 20;
-/// More GPU buffers than this only make the queue hold more data.
-const GPU_MAX_BUFFERS: u64 = 8;
 /// Readers-and-hashers past this many cores only contend for the disk and memory bus.
 const MAX_CORES: usize = 16;
-/// The default for `--memory`.
+/// The default for `--memory` on the CPU.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
+
+/// The default for `--memory` on `kind` of backend: a GPU needs thousands of pieces in flight
+/// (see [`crate::hash::gpu::DEFAULT_GPU_MEMORY`]).
+#[must_use]
+pub fn default_memory(kind: BackendKind) -> u64 {
+    match kind {
+        BackendKind::Cpu => DEFAULT_MEMORY,
+        BackendKind::Gpu => crate::hash::gpu::DEFAULT_GPU_MEMORY,
+    }
+}
 
 /// How a file on disk compares with the torrent before reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -140,7 +148,7 @@ pub fn run(
     want: Want,
     memory: u64,
     mut sink: impl FnMut(&[PieceResult]),
-) -> Result<Vec<FileState>, StreamError> {
+) -> Result<Streamed, StreamError> {
     let piece_length = layout.piece_length;
     if memory < 3 * piece_length {
         return Err(StreamError::MemoryTooSmall {
@@ -150,16 +158,30 @@ pub fn run(
     }
     let stamps: Vec<Stamp> = paths.iter().map(|p| stamp(p)).collect();
     let states = check_files(layout, paths);
+    let mut device = None;
     let mut states = match backend.kind() {
         BackendKind::Cpu => on_every_core(layout, paths, want, memory, &states, &mut sink)?,
-        BackendKind::Gpu => pipelined(backend, layout, paths, want, memory, states, &mut sink)?,
+        BackendKind::Gpu => {
+            let (states, report) = on_device(backend, layout, paths, want, memory, states, &mut sink)?;
+            device = Some(report);
+            states
+        }
     };
     for ((state, path), before) in states.iter_mut().zip(paths).zip(&stamps) {
         if *state == FileState::Present && before.is_some() && stamp(path) != *before {
             *state = FileState::Changed;
         }
     }
-    Ok(states)
+    Ok(Streamed { states, device })
+}
+
+/// What the engine found besides the piece results.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The file states, updated with read failures and changes during the run.
+    pub states: Vec<FileState>,
+    /// How the device was kept busy (GPU backends only).
+    pub device: Option<BulkReport>,
 }
 
 /// CPU: one thread per core reads a chunk and hashes it itself, while the bytes it just
@@ -243,9 +265,13 @@ fn on_every_core(
     })
 }
 
-/// GPU: a reader thread fills large chunks through a bounded queue while one thread feeds
-/// each chunk to the device as one batch.
-fn pipelined(
+/// Results the device answers before their merkle layers are reduced and handed on together.
+const DEVICE_BATCH: usize = 4096;
+
+/// GPU: the device engine reads every piece a slice at a time straight into its upload buffers
+/// (through [`FileSource`]), with thousands of pieces in flight; v2 leaves come back with the
+/// SHA-1 digests and the merkle layers are reduced in batches.
+fn on_device(
     backend: &dyn Backend,
     layout: &Layout,
     paths: &[PathBuf],
@@ -253,49 +279,156 @@ fn pipelined(
     memory: u64,
     states: Vec<FileState>,
     sink: &mut impl FnMut(&[PieceResult]),
-) -> Result<Vec<FileState>, StreamError> {
-    let piece_length = layout.piece_length;
-    let chunk_bytes =
-        (memory / 4).min(GPU_CHUNK_BYTES).max(piece_length) / piece_length * piece_length;
-    // The hasher holds a buffer and the reader fills one; the rest wait in the queue.
-    let buffers = (memory / chunk_bytes).clamp(3, GPU_MAX_BUFFERS);
-    let buffers = usize::try_from(buffers).expect("a few buffers");
-    let depth = buffers.saturating_sub(2).max(1);
-    let chunk_bytes = usize::try_from(chunk_bytes).unwrap_or(usize::MAX);
+) -> Result<(Vec<FileState>, BulkReport), StreamError> {
+    let source = FileSource::new(layout, paths, states);
+    let pending: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
+    let mut items = layout.pieces().filter_map(|piece| {
+        let slot = describe(layout, &piece, 0, true)?;
+        let extents = piece
+            .spans
+            .iter()
+            .map(|span| Extent {
+                source: (!layout.files[span.file].pad).then_some(span.file),
+                offset: span.offset,
+                length: span.length,
+            })
+            .collect();
+        let item = BulkItem {
+            id: slot.index,
+            extents,
+            block_bytes: if want.v2 { slot.data_length as u64 } else { 0 },
+        };
+        pending.borrow_mut().insert(slot.index, slot);
+        Some(item)
+    });
+    let mut answered: Vec<(Slot, BulkResult)> = Vec::new();
+    let mut failure = None;
+    let mut flush = |answered: &mut Vec<(Slot, BulkResult)>| -> Result<(), HashError> {
+        let results = device_results(backend, layout, want, std::mem::take(answered))?;
+        sink(&results);
+        Ok(())
+    };
+    let mut on_result = |result: BulkResult| {
+        let Some(mut slot) = pending.borrow_mut().remove(&result.id) else {
+            return;
+        };
+        slot.readable = result.readable;
+        answered.push((slot, result));
+        if answered.len() >= DEVICE_BATCH && failure.is_none() {
+            if let Err(e) = flush(&mut answered) {
+                failure = Some(e);
+            }
+        }
+    };
+    let algo = want.v1.then_some(BlockAlgo::Sha1);
+    let report = backend.hash_items(algo, &mut items, &source, memory, &mut on_result)?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    flush(&mut answered)?;
+    Ok((source.into_states(), report))
+}
 
-    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(depth);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            let mut reader = Reader {
-                layout,
-                paths,
-                states,
-                open: None,
-            };
-            reader.run(chunk_bytes, buffers, &full_tx, &empty_rx);
-            reader.states
-        });
-        let mut outcome = Ok(());
-        for chunk in full_rx.iter() {
-            let result = hash_chunk(backend, layout, want, &chunk);
-            // The reader may have stopped already; a dropped buffer is then simply freed.
-            let _ = empty_tx.send(chunk.buf);
-            match result {
-                Ok(results) => sink(&results),
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
+/// Turns the device's answers into piece results, reducing the v2 leaves to piece hashes.
+fn device_results(
+    backend: &dyn Backend,
+    layout: &Layout,
+    want: Want,
+    answered: Vec<(Slot, BulkResult)>,
+) -> Result<Vec<PieceResult>, HashError> {
+    let mut leaves = Vec::new();
+    let mut with_leaves = Vec::new();
+    for (i, (slot, result)) in answered.iter().enumerate() {
+        if want.v2 && slot.readable && slot.data_length > 0 {
+            with_leaves.push(i);
+            leaves.push(PieceLeaves {
+                data_length: slot.data_length,
+                file_length: slot.file_length,
+                leaves: result.blocks.clone(),
+            });
+        }
+    }
+    let mut v2: Vec<Option<Sha256Digest>> = vec![None; answered.len()];
+    for (&i, root) in with_leaves.iter().zip(v2_roots(backend, layout, leaves)?) {
+        v2[i] = Some(root);
+    }
+    Ok(answered
+        .into_iter()
+        .zip(v2)
+        .map(|((slot, result), v2)| PieceResult {
+            index: slot.index,
+            file: slot.file,
+            file_piece: slot.file_piece,
+            files: slot.files,
+            length: slot.length as u64,
+            v1: if want.v1 && slot.readable {
+                result.digest.and_then(|d| d.try_into().ok())
+            } else {
+                None
+            },
+            v2,
+        })
+        .collect())
+}
+
+/// The torrent's files as bulk sources: opened once each, read with positioned reads so
+/// every core can fill its part of an upload buffer at once.
+struct FileSource<'a> {
+    layout: &'a Layout,
+    paths: &'a [PathBuf],
+    files: Vec<std::sync::OnceLock<Option<File>>>,
+    states: Mutex<Vec<FileState>>,
+}
+
+impl<'a> FileSource<'a> {
+    fn new(layout: &'a Layout, paths: &'a [PathBuf], states: Vec<FileState>) -> Self {
+        Self {
+            layout,
+            paths,
+            files: (0..paths.len()).map(|_| std::sync::OnceLock::new()).collect(),
+            states: Mutex::new(states),
+        }
+    }
+
+    fn into_states(self) -> Vec<FileState> {
+        self.states.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mark(&self, file: usize, state: FileState) {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)[file] = state;
+    }
+}
+
+impl BulkSource for FileSource<'_> {
+    fn read(&self, file: usize, offset: u64, dst: &mut [u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        let state = self.states.lock().unwrap_or_else(PoisonError::into_inner)[file];
+        if self.layout.files[file].pad {
+            dst.fill(0);
+            return true;
+        }
+        if !matches!(state, FileState::Present | FileState::WrongSize) {
+            return false;
+        }
+        let handle = self.files[file].get_or_init(|| File::open(&self.paths[file]).ok());
+        let Some(handle) = handle else {
+            self.mark(file, FileState::Unreadable);
+            return false;
+        };
+        let mut filled = 0;
+        while filled < dst.len() {
+            match handle.read_at(&mut dst[filled..], offset + filled as u64) {
+                Ok(0) => return false,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.mark(file, FileState::Unreadable);
+                    return false;
                 }
             }
         }
-        // Dropping the queue stops the reader if it is still going.
-        drop(full_rx);
-        drop(empty_tx);
-        let states = reader.join().map_err(|_| StreamError::ReaderPanic)?;
-        outcome.map_err(StreamError::from)?;
-        Ok(states)
-    })
+        true
+    }
 }
 
 /// The next chunk's pieces: whole pieces up to `chunk_bytes` (at least one while any remain).
@@ -316,6 +449,41 @@ fn next_chunk(
     batch
 }
 
+/// Where a piece stands in the torrent: its owner file (the first that is not padding), the
+/// files it touches and how much of it is the owner's data.
+fn describe(layout: &Layout, piece: &PieceSpans, start: usize, readable: bool) -> Option<Slot> {
+    let length = usize::try_from(piece.length).unwrap_or(usize::MAX);
+    let owner = piece
+        .spans
+        .iter()
+        .find(|s| !layout.files[s.file].pad)
+        .or(piece.spans.first())
+        .copied()?;
+    let real = piece
+        .spans
+        .iter()
+        .filter(|s| !layout.files[s.file].pad)
+        .map(|s| s.file);
+    let first = real.clone().min().unwrap_or(owner.file);
+    let last = real.max().unwrap_or(owner.file);
+    let data_length = if layout.files[owner.file].pad {
+        0
+    } else {
+        owner.length
+    };
+    Some(Slot {
+        index: u64::from(piece.index.get()),
+        file: owner.file,
+        file_piece: owner.offset / layout.piece_length,
+        files: first..=last,
+        start,
+        length,
+        data_length: usize::try_from(data_length).unwrap_or(usize::MAX),
+        file_length: layout.files[owner.file].length,
+        readable,
+    })
+}
+
 struct Reader<'a> {
     layout: &'a Layout,
     paths: &'a [PathBuf],
@@ -325,33 +493,6 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn run(
-        &mut self,
-        chunk_bytes: usize,
-        buffers: usize,
-        full: &mpsc::SyncSender<Chunk>,
-        empty: &mpsc::Receiver<Vec<u8>>,
-    ) {
-        let mut allocated = 0usize;
-        let mut pieces = self.layout.pieces().peekable();
-        while pieces.peek().is_some() {
-            let mut buf = if allocated < buffers {
-                allocated += 1;
-                Vec::with_capacity(chunk_bytes)
-            } else {
-                match empty.recv() {
-                    Ok(buf) => buf,
-                    Err(_) => return,
-                }
-            };
-            let batch = next_chunk(&mut pieces, chunk_bytes);
-            let slots = self.fill(batch, &mut buf);
-            if full.send(Chunk { buf, slots }).is_err() {
-                return;
-            }
-        }
-    }
-
     /// Reads `pieces` one after another into `buf` (grown as needed) and says where each is.
     fn fill(&mut self, pieces: Vec<PieceSpans>, buf: &mut Vec<u8>) -> Vec<Slot> {
         // Buffers are reused without clearing: every byte hashed is read or zeroed below.
@@ -376,36 +517,9 @@ impl Reader<'_> {
                 }
                 cursor += len;
             }
-            let owner = piece
-                .spans
-                .iter()
-                .find(|s| !self.layout.files[s.file].pad)
-                .or(piece.spans.first())
-                .copied();
-            let Some(owner) = owner else { continue };
-            let real = piece
-                .spans
-                .iter()
-                .filter(|s| !self.layout.files[s.file].pad)
-                .map(|s| s.file);
-            let first = real.clone().min().unwrap_or(owner.file);
-            let last = real.max().unwrap_or(owner.file);
-            let data_length = if self.layout.files[owner.file].pad {
-                0
-            } else {
-                owner.length
-            };
-            slots.push(Slot {
-                index: u64::from(piece.index.get()),
-                file: owner.file,
-                file_piece: owner.offset / self.layout.piece_length,
-                files: first..=last,
-                start,
-                length,
-                data_length: usize::try_from(data_length).unwrap_or(usize::MAX),
-                file_length: self.layout.files[owner.file].length,
-                readable,
-            });
+            if let Some(slot) = describe(self.layout, &piece, start, readable) {
+                slots.push(slot);
+            }
         }
         slots
     }
@@ -456,6 +570,41 @@ impl Reader<'_> {
     }
 }
 
+/// The v2 leaves of one piece's data.
+struct PieceLeaves {
+    data_length: usize,
+    file_length: u64,
+    leaves: Vec<Sha256Digest>,
+}
+
+/// The v2 piece hash (or the file root, for a file no longer than a piece) of each piece, with
+/// pieces grouped by leaf width (a power of two) so each group reduces a layer at a time.
+fn v2_roots(
+    backend: &dyn Backend,
+    layout: &Layout,
+    pieces: Vec<PieceLeaves>,
+) -> Result<Vec<Sha256Digest>, HashError> {
+    let block = usize::try_from(BLOCK_SIZE).expect("16 KiB fits usize");
+    let mut roots = vec![[0u8; 32]; pieces.len()];
+    let mut groups: BTreeMap<usize, (Vec<usize>, Vec<Sha256Digest>)> = BTreeMap::new();
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let count = piece.data_length.div_ceil(block);
+        let width = merkle::leaf_width(count as u64, piece.file_length, layout.piece_length);
+        let width = usize::try_from(width).expect("leaf width is at most a piece's blocks");
+        let (members, leaves) = groups.entry(width).or_default();
+        members.push(i);
+        leaves.extend(piece.leaves);
+        leaves.resize(members.len() * width, [0; 32]);
+    }
+    for (width, (members, leaves)) in groups {
+        let reduced = merkle::reduce_groups(backend, leaves, width.trailing_zeros())?;
+        for (member, root) in members.into_iter().zip(reduced) {
+            roots[member] = root;
+        }
+    }
+    Ok(roots)
+}
+
 /// Hashes one chunk: SHA-1 per piece, SHA-256 per 16 KiB block, then merkle layers grouped by
 /// leaf width so that every layer of every piece in the chunk is one backend call.
 fn hash_chunk(
@@ -494,28 +643,24 @@ fn hash_chunk(
             blocks.extend(chunk.buf[slot.start..][..slot.data_length].chunks(block));
         }
         let mut digests = backend.digest_messages(Algo::Sha256, &blocks)?.into_iter();
-        // Pieces grouped by leaf width (a power of two): each group reduces a layer at a time.
-        let mut groups: BTreeMap<usize, (Vec<usize>, Vec<Sha256Digest>)> = BTreeMap::new();
-        for &i in &with_data {
-            let slot = &chunk.slots[i];
-            let count = slot.data_length.div_ceil(block);
-            let width = merkle::leaf_width(count as u64, slot.file_length, layout.piece_length);
-            let width = usize::try_from(width).expect("leaf width is at most a piece's blocks");
-            let (members, leaves) = groups.entry(width).or_default();
-            members.push(i);
-            leaves.extend(
-                digests
-                    .by_ref()
-                    .take(count)
-                    .map(|d| d.try_into().unwrap_or([0; 32])),
-            );
-            leaves.resize(members.len() * width, [0; 32]);
-        }
-        for (width, (members, leaves)) in groups {
-            let roots = merkle::reduce_groups(backend, leaves, width.trailing_zeros())?;
-            for (member, root) in members.into_iter().zip(roots) {
-                v2[member] = Some(root);
-            }
+        let leaves: Vec<PieceLeaves> = with_data
+            .iter()
+            .map(|&i| {
+                let slot = &chunk.slots[i];
+                let count = slot.data_length.div_ceil(block);
+                PieceLeaves {
+                    data_length: slot.data_length,
+                    file_length: slot.file_length,
+                    leaves: digests
+                        .by_ref()
+                        .take(count)
+                        .map(|d| d.try_into().unwrap_or([0; 32]))
+                        .collect(),
+                }
+            })
+            .collect();
+        for (&i, root) in with_data.iter().zip(v2_roots(backend, layout, leaves)?) {
+            v2[i] = Some(root);
         }
     }
 

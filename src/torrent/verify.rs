@@ -51,6 +51,9 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     pub seconds: f64,
     pub backend: String,
+    /// How the GPU was kept busy (lanes, bytes in flight, rounds overlapped); absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<crate::hash::bulk::BulkReport>,
 }
 
 /// Where each file of the torrent lives under `data`: the save directory that holds `name`,
@@ -106,7 +109,7 @@ pub fn verify(
     let mut disagree = Vec::new();
     let mut file_bad: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); layout.files.len()];
     let mut bytes_hashed = 0u64;
-    let states = stream::run(backend, layout, paths, want, memory, |results| {
+    let streamed = stream::run(backend, layout, paths, want, memory, |results| {
         let mut batch = 0;
         for piece in results {
             batch += piece.length;
@@ -142,7 +145,7 @@ pub fn verify(
     let files: Vec<FileReport> = layout
         .files
         .iter()
-        .zip(&states)
+        .zip(&streamed.states)
         .zip(file_bad)
         .filter(|((file, _), _)| !file.pad)
         .map(|((file, state), bad_pieces)| FileReport {
@@ -177,6 +180,7 @@ pub fn verify(
         bytes_hashed,
         seconds: started.elapsed().as_secs_f64(),
         backend: backend.name(),
+        device: streamed.device,
     })
 }
 

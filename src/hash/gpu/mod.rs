@@ -210,7 +210,7 @@ impl GpuBackend {
 
     /// The shape bulk work takes on this device for pieces of `piece_len` bytes.
     #[must_use]
-    pub fn bulk_shape(&self, piece_len: u64, memory: u64) -> BulkShape {
+    pub fn shape_for(&self, piece_len: u64, memory: u64) -> BulkShape {
         self.bulk_override.unwrap_or_else(|| {
             BulkShape::for_adapter(
                 &AdapterProfile::of(&self.ctx.info, &self.ctx.limits),
@@ -245,7 +245,7 @@ impl GpuBackend {
         let Some(first) = items.peek() else {
             return Ok(BulkReport::default());
         };
-        let mut shape = self.bulk_shape(first.length().max(first.block_bytes), memory);
+        let mut shape = self.shape_for(first.length().max(first.block_bytes), memory);
         if first.block_bytes > 0 && u64::from(shape.slice) % super::bulk::V2_BLOCK != 0 {
             shape.slice = shape.slice.next_multiple_of(16 << 10);
         }
@@ -364,6 +364,10 @@ impl Backend for GpuBackend {
         sink: &mut dyn FnMut(BulkResult),
     ) -> Result<BulkReport, HashError> {
         self.run_bulk(algo, items, source, memory, sink)
+    }
+
+    fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<BulkShape> {
+        Some(self.shape_for(piece_len, memory))
     }
 
     fn scan_slice(&self) -> u64 {
