@@ -3,8 +3,9 @@
 
 mod util;
 
+use peerhash::hash::bulk::{BlockAlgo, BulkItem, BulkSource, Extent};
 use peerhash::hash::cpu::CpuBackend;
-use peerhash::hash::gpu::{BulkShape, ScanShape};
+use peerhash::hash::gpu::{BulkShape, Loads, ScanShape};
 use peerhash::hash::{Algo, Backend, HashError, ScanJob};
 use peerhash::selftest::{self, XorShift, AWKWARD_LENGTHS};
 
@@ -168,4 +169,100 @@ fn tuned_batch_is_whole_invocations_and_still_matches_cpu() {
     target[7] = 0x00ff_ffff;
     let job = ScanJob::new(&[3u8; 80], 99, 3 * u64::from(shape.batch) + 17, target).unwrap();
     assert_eq!(gpu.scan(&job).unwrap(), cpu().scan(&job).unwrap());
+}
+
+/// Torrent-shaped bulk work: pieces made of several extents (pad runs included), v2 blocks
+/// beside the whole-piece SHA-1, an empty message, a short last block, and a source that
+/// fails for one file. Both load paths of the kernel, several rounds per piece.
+#[test]
+fn bulk_items_with_v2_blocks_pads_and_unreadable_sources_match_cpu() {
+    struct Files(Vec<Vec<u8>>);
+    impl BulkSource for Files {
+        fn read(&self, source: usize, offset: u64, dst: &mut [u8]) -> bool {
+            let Some(file) = self.0.get(source).filter(|_| source != 3) else {
+                return false;
+            };
+            let at = usize::try_from(offset).unwrap();
+            dst.copy_from_slice(&file[at..at + dst.len()]);
+            true
+        }
+    }
+    let mut rng = XorShift::new(23);
+    let files = Files((0..5).map(|i| rng.bytes(70_000 + i * 9_001)).collect());
+    let extent = |source: Option<usize>, offset: u64, length: u64| Extent {
+        source,
+        offset,
+        length,
+    };
+    let items = vec![
+        BulkItem {
+            id: 10,
+            extents: vec![extent(Some(0), 0, 65_536)],
+            block_bytes: 65_536,
+        },
+        BulkItem {
+            id: 11,
+            extents: vec![extent(Some(1), 100, 40_001), extent(None, 0, 25_535)],
+            block_bytes: 40_001,
+        },
+        BulkItem {
+            id: 12,
+            extents: vec![],
+            block_bytes: 0,
+        },
+        BulkItem {
+            id: 13,
+            extents: vec![extent(Some(2), 5, 55), extent(Some(4), 0, 60_000)],
+            block_bytes: 60_055,
+        },
+        BulkItem {
+            id: 14,
+            extents: vec![extent(Some(3), 0, 1_000)],
+            block_bytes: 1_000,
+        },
+        BulkItem {
+            id: 15,
+            extents: vec![extent(Some(4), 7, 63)],
+            block_bytes: 63,
+        },
+    ];
+    let collect = |backend: &dyn Backend, algo: Option<BlockAlgo>| {
+        let mut got = Vec::new();
+        let report = backend
+            .hash_items(
+                algo,
+                &mut items.clone().into_iter(),
+                &files,
+                64 << 20,
+                &mut |r| got.push(r),
+            )
+            .expect("bulk work");
+        got.sort_by_key(|r| r.id);
+        (got, report)
+    };
+    for loads in [Loads::Direct, Loads::Coalesced] {
+        let mut gpu = util::gpu_backend();
+        gpu.set_loads(loads);
+        // Two lanes of 16 KiB slices: five rounds for the longest piece, lanes reassigned.
+        gpu.set_bulk_shape(BulkShape {
+            lanes: 2,
+            slice: 16 << 10,
+            in_flight: 2,
+        });
+        for algo in [Some(BlockAlgo::Sha1), Some(BlockAlgo::Sha256), None] {
+            let (want, _) = collect(&cpu(), algo);
+            let (got, report) = collect(&gpu, algo);
+            assert_eq!(got.len(), items.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.id, w.id);
+                assert_eq!(g.readable, w.readable, "{loads:?} {algo:?} item {}", g.id);
+                if w.readable {
+                    assert_eq!(g, w, "{loads:?} {algo:?} item {}", g.id);
+                }
+            }
+            assert!(!got[4].readable, "the failing source marks its item");
+            assert!(report.rounds >= 5, "{report:?}");
+            assert!(report.rounds_overlapped == 2, "{report:?}");
+        }
+    }
 }

@@ -177,7 +177,9 @@ pub fn describe_device(device: &BulkReport) -> String {
     } else {
         format!(
             "{} lanes",
-            device.lanes_per_dispatch.max(device.block_lanes_per_dispatch)
+            device
+                .lanes_per_dispatch
+                .max(device.block_lanes_per_dispatch)
         )
     };
     format!(

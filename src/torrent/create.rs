@@ -209,8 +209,7 @@ pub fn create(
             .states
             .iter()
             .position(|s| *s != FileState::Present)
-    })
-    {
+    }) {
         return Err(CreateError::Changed(paths[file].clone()));
     }
 

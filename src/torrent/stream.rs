@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 
-use crate::hash::cpu::CpuBackend;
 use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, Extent};
+use crate::hash::cpu::CpuBackend;
 use crate::hash::{Algo, Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
 
 use super::layout::{Layout, PieceSpans, BLOCK_SIZE};
@@ -162,7 +162,8 @@ pub fn run(
     let mut states = match backend.kind() {
         BackendKind::Cpu => on_every_core(layout, paths, want, memory, &states, &mut sink)?,
         BackendKind::Gpu => {
-            let (states, report) = on_device(backend, layout, paths, want, memory, states, &mut sink)?;
+            let (states, report) =
+                on_device(backend, layout, paths, want, memory, states, &mut sink)?;
             device = Some(report);
             states
         }
@@ -385,13 +386,17 @@ impl<'a> FileSource<'a> {
         Self {
             layout,
             paths,
-            files: (0..paths.len()).map(|_| std::sync::OnceLock::new()).collect(),
+            files: (0..paths.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             states: Mutex::new(states),
         }
     }
 
     fn into_states(self) -> Vec<FileState> {
-        self.states.into_inner().unwrap_or_else(PoisonError::into_inner)
+        self.states
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn mark(&self, file: usize, state: FileState) {

@@ -48,9 +48,20 @@ fn iv(algo: BlockAlgo) -> String {
     format!("array<u32, {}>({})", words.len(), words.join(", "))
 }
 
+/// How lanes load their blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loads {
+    /// The workgroup loads its lanes' blocks together through workgroup memory, adjacent
+    /// invocations reading adjacent words: what a real GPU's memory system wants.
+    Coalesced,
+    /// Each lane reads its own blocks: for CPU rasterizers such as lavapipe, where the
+    /// barriers cost more than caches lose to strided reads.
+    Direct,
+}
+
 /// The kernel body (joined with the generated compression functions by `kernel_source`).
 #[must_use]
-pub fn source(algo: BlockAlgo) -> String {
+pub fn source(algo: BlockAlgo, loads: Loads) -> String {
     let words = algo.state_words();
     let compress = match algo {
         BlockAlgo::Sha1 => "sha1_compress",
@@ -130,40 +141,24 @@ fn main(@builtin(local_invocation_index) local: u32,
     for i in 0..words {
         let _ = writeln!(src, "        s[{i}] = states[base + {i}u];");
     }
-    let _ = write!(
-        src,
-        "    }}
-    // Loop bound from the uniform block: every invocation reaches every barrier.
-    let row = local / 16u;
-    let column = local % 16u;
-    for (var step = 0u; step < params.max_blocks; step++) {{
-        workgroupBarrier();
-"
-    );
-    // Each invocation loads word `column` of the blocks of lanes row, row + 4, ..., row + 60.
-    for j in 0..16 {
-        let _ = writeln!(
+    if loads == Loads::Coalesced {
+        coalesced_loop(&mut src, compress, stride);
+    } else {
+        let words: Vec<String> = (0..16).map(|i| format!("bswap(data[at + {i}u])")).collect();
+        let _ = write!(
             src,
-            "        {{ let l = {j4}u + row; if step < tile_blocks[l] {{ tile[l * {stride}u + column] = \
-             data[tile_word[l] + step * 16u + column]; }} }}",
-            j4 = j * 4,
+            "    }}
+    for (var step = 0u; step < blocks; step++) {{
+        let at = spec.word + step * 16u;
+        s = {compress}(s, array<u32, 16>({}));
+    }}
+",
+            words.join(", ")
         );
     }
     let _ = write!(
         src,
-        "        workgroupBarrier();
-        if step < blocks {{
-            let t = local * {stride}u;
-            s = {compress}(s, array<u32, 16>(
-"
-    );
-    let loads: Vec<String> = (0..16).map(|i| format!("bswap(tile[t + {i}u])")).collect();
-    let _ = write!(
-        src,
-        "                {}));
-        }}
-    }}
-    if !live {{
+        "    if !live {{
         return;
     }}
     if (spec.flags & 2u) != 0u {{
@@ -171,8 +166,7 @@ fn main(@builtin(local_invocation_index) local: u32,
         let at = spec.word + blocks * 16u;
         let bits_lo = spec.length_lo << 3u;
         let bits_hi = (spec.length_hi << 3u) | (spec.length_lo >> 29u);
-        var last = array<u32, 16>(",
-        loads.join(", ")
+        var last = array<u32, 16>("
     );
     let tail: Vec<String> = (0..16)
         .map(|i| format!("tail_word(at, {i}u, rest)"))
@@ -196,5 +190,49 @@ fn main(@builtin(local_invocation_index) local: u32,
         let _ = writeln!(src, "    states[base + {i}u] = s[{i}];");
     }
     src.push_str("}\n");
+    if loads == Loads::Direct {
+        // No workgroup memory: drop the tile and its bookkeeping.
+        src = src
+            .lines()
+            .filter(|line| !line.contains("tile"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+    }
     src
+}
+
+/// The block loop of [`Loads::Coalesced`]: per step, invocation `local` loads word
+/// `local % 16` of the blocks of lanes `local / 16`, `+ 4`, ... `+ 60` into the tile, then each
+/// lane compresses its own row. The loop bound is uniform, so every invocation reaches every
+/// barrier.
+fn coalesced_loop(src: &mut String, compress: &str, stride: usize) {
+    let _ = write!(
+        src,
+        "    }}
+    let row = local / 16u;
+    let column = local % 16u;
+    for (var step = 0u; step < params.max_blocks; step++) {{
+        workgroupBarrier();
+"
+    );
+    for j in 0..16 {
+        let _ = writeln!(
+            src,
+            "        {{ let l = {j4}u + row; if step < tile_blocks[l] {{ tile[l * {stride}u + column] = \
+             data[tile_word[l] + step * 16u + column]; }} }}",
+            j4 = j * 4,
+        );
+    }
+    let loads: Vec<String> = (0..16).map(|i| format!("bswap(tile[t + {i}u])")).collect();
+    let _ = write!(
+        src,
+        "        workgroupBarrier();
+        if step < blocks {{
+            let t = local * {stride}u;
+            s = {compress}(s, array<u32, 16>({}));
+        }}
+    }}
+",
+        loads.join(", ")
+    );
 }

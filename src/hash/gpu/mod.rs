@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bulk::{BulkEngine, BulkKernels};
+pub use bulk_kernel::Loads;
 pub use bulk_shape::{AdapterProfile, BulkShape};
 pub use context::{adapters, summarize, AdapterSummary, GpuContext};
 use pipeline::Kernel;
@@ -35,16 +36,17 @@ pub const DEFAULT_GPU_MEMORY: u64 = 1 << 30;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelId {
     Sha256dScan,
-    Sha1Bulk,
-    Sha256Bulk,
+    Bulk(BlockAlgo, Loads),
     Sha256Pairs,
 }
 
 impl KernelId {
-    pub const ALL: [KernelId; 4] = [
+    pub const ALL: [KernelId; 6] = [
         KernelId::Sha256dScan,
-        KernelId::Sha1Bulk,
-        KernelId::Sha256Bulk,
+        KernelId::Bulk(BlockAlgo::Sha1, Loads::Coalesced),
+        KernelId::Bulk(BlockAlgo::Sha256, Loads::Coalesced),
+        KernelId::Bulk(BlockAlgo::Sha1, Loads::Direct),
+        KernelId::Bulk(BlockAlgo::Sha256, Loads::Direct),
         KernelId::Sha256Pairs,
     ];
 
@@ -52,8 +54,10 @@ impl KernelId {
     pub fn name(self) -> &'static str {
         match self {
             KernelId::Sha256dScan => "sha256d_scan",
-            KernelId::Sha1Bulk => "sha1_bulk",
-            KernelId::Sha256Bulk => "sha256_bulk",
+            KernelId::Bulk(BlockAlgo::Sha1, Loads::Coalesced) => "sha1_bulk",
+            KernelId::Bulk(BlockAlgo::Sha256, Loads::Coalesced) => "sha256_bulk",
+            KernelId::Bulk(BlockAlgo::Sha1, Loads::Direct) => "sha1_bulk_direct",
+            KernelId::Bulk(BlockAlgo::Sha256, Loads::Direct) => "sha256_bulk_direct",
             KernelId::Sha256Pairs => "sha256_pairs",
         }
     }
@@ -63,14 +67,16 @@ impl KernelId {
     pub fn body(self) -> std::borrow::Cow<'static, str> {
         match self {
             KernelId::Sha256dScan => include_str!("../../../shaders/sha256d_scan.wgsl").into(),
-            KernelId::Sha1Bulk => bulk_kernel::source(BlockAlgo::Sha1).into(),
-            KernelId::Sha256Bulk => bulk_kernel::source(BlockAlgo::Sha256).into(),
+            KernelId::Bulk(algo, loads) => bulk_kernel::source(algo, loads).into(),
             KernelId::Sha256Pairs => include_str!("../../../shaders/sha256_pairs.wgsl").into(),
         }
     }
 
     fn index(self) -> usize {
-        self as usize
+        Self::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("ALL lists every kernel")
     }
 }
 
@@ -116,7 +122,9 @@ impl Faults {
 /// A backend on one wgpu adapter. Pipelines compile on first use.
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
-    kernels: [OnceLock<Kernel>; 4],
+    kernels: [OnceLock<Kernel>; 6],
+    /// How bulk kernels load their blocks on this device.
+    loads: Loads,
     /// Set by tests to force many rounds on small inputs; otherwise sized per run.
     bulk_override: Option<BulkShape>,
     bulk: Mutex<Option<BulkEngine>>,
@@ -134,6 +142,11 @@ impl GpuBackend {
         Ok(Self {
             bulk_override: None,
             bulk: Mutex::new(None),
+            loads: if ctx.is_software() {
+                Loads::Direct
+            } else {
+                Loads::Coalesced
+            },
             shape: Mutex::new(ScanShape::for_device(&ctx)),
             ctx,
             kernels: Default::default(),
@@ -208,6 +221,11 @@ impl GpuBackend {
         self.bulk_override = Some(shape);
     }
 
+    /// Chooses how bulk kernels load their blocks (tests run both kinds on lavapipe).
+    pub fn set_loads(&mut self, loads: Loads) {
+        self.loads = loads;
+    }
+
     /// The shape bulk work takes on this device for pieces of `piece_len` bytes.
     #[must_use]
     pub fn shape_for(&self, piece_len: u64, memory: u64) -> BulkShape {
@@ -251,10 +269,12 @@ impl GpuBackend {
         }
         let kernels = BulkKernels {
             sha1: match algo {
-                Some(BlockAlgo::Sha1) => Some(self.kernel(KernelId::Sha1Bulk)?),
+                Some(BlockAlgo::Sha1) => {
+                    Some(self.kernel(KernelId::Bulk(BlockAlgo::Sha1, self.loads))?)
+                }
                 _ => None,
             },
-            sha256: self.kernel(KernelId::Sha256Bulk)?,
+            sha256: self.kernel(KernelId::Bulk(BlockAlgo::Sha256, self.loads))?,
         };
         let mut engine = self
             .bulk
