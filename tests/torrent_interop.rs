@@ -416,6 +416,8 @@ fn verdict(report: &Value) -> Value {
     let object = report.as_object_mut().unwrap();
     object.remove("seconds");
     object.remove("backend");
+    // How the device was kept busy is not part of the verdict.
+    object.remove("device");
     report
 }
 
@@ -454,6 +456,12 @@ fn gpu_verdicts_equal_cpu_verdicts() {
                 })
                 .collect();
             assert!(reports[1]["backend"].as_str().unwrap().starts_with("gpu"));
+            let device = &reports[1]["device"];
+            assert!(device["rounds"].as_u64().unwrap() >= 1, "{device}");
+            let lanes = device["lanes_per_dispatch"].as_u64().unwrap()
+                + device["block_lanes_per_dispatch"].as_u64().unwrap();
+            assert!(lanes > 1, "pieces hash side by side: {device}");
+            assert!(reports[0].get("device").is_none(), "the CPU has no rounds");
             assert_eq!(
                 verdict(&reports[0]),
                 verdict(&reports[1]),
