@@ -100,7 +100,7 @@ impl Create {
             creation_date,
             memory: self.memory,
         };
-        let backend = self.backend.open_resilient()?;
+        let backend = self.backend.open_resilient(super::torrent_work(version))?;
         let total = files.iter().map(|f| f.length).sum();
         let bar = progress::bar(total, self.json, super::verify::BYTES_TEMPLATE);
         let created = create::create(&*backend, &name, &files, single_file, &options, |n| {

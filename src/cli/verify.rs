@@ -31,7 +31,9 @@ pub struct Verify {
 impl Verify {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let meta = super::info::load(&self.torrent)?;
-        let backend = self.backend.open_resilient()?;
+        let backend = self
+            .backend
+            .open_resilient(super::torrent_work(meta.version))?;
         let paths = verify::locate(&meta, &self.data);
         let bar = progress::bar(meta.layout.total_length(), self.json, BYTES_TEMPLATE);
         let report = verify::verify(&meta, &paths, &*backend, self.memory, |n| bar.inc(n))?;
