@@ -224,6 +224,136 @@ fn devices_lists_the_cpu_and_never_auto_picks_a_software_adapter() {
     assert!(text.contains("cpu "), "{text}");
 }
 
+/// `devices` with its rate cache in `cache`.
+fn devices_json(cache: &std::path::Path, args: &[&str]) -> Value {
+    let out = util::peerhash(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("the peerhash binary runs");
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    json(&out)
+}
+
+const RATE_KEYS: [&str; 3] = ["nonce_search_mhs", "bulk_sha1_mbs", "bulk_sha256_mbs"];
+const WORK_KINDS: [&str; 3] = ["nonce_search", "bulk_sha1", "bulk_sha256"];
+
+#[test]
+fn devices_probe_measures_every_device_caches_the_rates_and_auto_still_skips_lavapipe() {
+    let cache = tempfile::tempdir().unwrap();
+    let probed = devices_json(cache.path(), &["devices", "--probe", "--json"]);
+    let adapters = probed["adapters"].as_array().unwrap();
+    assert!(
+        !adapters.is_empty(),
+        "CI has lavapipe; no adapter means the GPU probe never ran"
+    );
+    for device in adapters.iter().chain([&probed["cpu"]]) {
+        assert_eq!(device["source"], "measured", "{device}");
+        assert_eq!(device["cached"], false, "{device}");
+        for key in RATE_KEYS {
+            assert!(
+                device["rates"][key].as_f64().is_some_and(|r| r > 0.0),
+                "{key}: {device}"
+            );
+        }
+    }
+    let file = cache.path().join("peerhash").join("rates.json");
+    assert_eq!(probed["cache_file"], file.display().to_string());
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        written["entries"].as_array().map(Vec::len),
+        Some(adapters.len() + 1)
+    );
+    let only_software = adapters.iter().all(|a| a["is_real_gpu"] == false);
+    if only_software {
+        for kind in WORK_KINDS {
+            assert_eq!(probed["auto_for"][kind], "cpu", "{kind}");
+        }
+        assert_eq!(probed["auto"], "cpu");
+    }
+
+    // The next run reads the same rates back instead of measuring.
+    let cached = devices_json(cache.path(), &["devices", "--json"]);
+    for (now, before) in cached["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&cached["cpu"]])
+        .zip(adapters.iter().chain([&probed["cpu"]]))
+    {
+        assert_eq!(now["cached"], true, "{now}");
+        assert_eq!(now["source"], "cached", "{now}");
+        assert_eq!(now["rates"], before["rates"]);
+    }
+    assert_eq!(cached["auto_for"], probed["auto_for"]);
+    let text = stdout(
+        &util::peerhash(&["devices"])
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .unwrap(),
+    );
+    assert!(text.contains("(cached)"), "{text}");
+    if only_software {
+        assert!(
+            text.contains("<- auto for nonce search, SHA-1, SHA-256"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_stale_or_corrupt_rate_cache_is_ignored_and_never_fails_a_command() {
+    let cache = tempfile::tempdir().unwrap();
+    devices_json(cache.path(), &["devices", "--probe", "--json"]);
+    let file = cache.path().join("peerhash").join("rates.json");
+    let only_software = |report: &Value| {
+        report["adapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["is_real_gpu"] == false)
+    };
+
+    // Measured by another release: not used. With no real GPU nothing is measured again.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let other_release = text.replace(
+        &format!("\"peerhash\": \"{}\"", env!("CARGO_PKG_VERSION")),
+        "\"peerhash\": \"0.0.0-older\"",
+    );
+    assert_ne!(text, other_release, "the key names the release: {text}");
+    std::fs::write(&file, other_release).unwrap();
+    let stale = devices_json(cache.path(), &["devices", "--json"]);
+    if only_software(&stale) {
+        assert_eq!(stale["cpu"]["source"], "unmeasured", "{stale}");
+        assert_eq!(stale["cpu"]["cached"], false);
+        assert_eq!(stale["auto"], "cpu");
+    } else {
+        assert_eq!(stale["cpu"]["source"], "measured", "{stale}");
+    }
+
+    // Corrupt: ignored, every command still works, and the next probe rewrites it.
+    std::fs::write(&file, "{\"entries\": [{\"key\": 7").unwrap();
+    let corrupt = devices_json(cache.path(), &["devices", "--json"]);
+    assert_ne!(corrupt["cpu"]["source"], "cached", "{corrupt}");
+    let out = util::peerhash(&["hash", "--algo", "sha1", "-"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("da39a3ee5e6b4b0d3255bfef95601890afd80709"));
+    devices_json(cache.path(), &["devices", "--probe", "--json"]);
+    let rewritten: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(rewritten["entries"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty()));
+
+    // A cache directory that cannot be created: the probe still reports, just uncached.
+    let blocker = cache.path().join("not-a-directory");
+    std::fs::write(&blocker, "").unwrap();
+    let unwritable = devices_json(&blocker, &["devices", "--probe", "--json"]);
+    assert_eq!(unwritable["cpu"]["source"], "measured");
+}
+
 #[test]
 fn bench_reports_rates() {
     let out = run(&[

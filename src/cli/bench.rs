@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::BackendArg;
 use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, Extent, MemorySource};
 use crate::hash::{
-    Algo, Backend, BackendKind, ScanJob, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
+    Algo, Backend, BackendKind, ScanJob, WorkKind, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
@@ -75,7 +75,13 @@ struct Report {
 
 impl Bench {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let backend = self.backend.open()?;
+        // `auto` picks for what is measured: per algo with --algo (sha256d is the nonce search
+        // here), the nonce-search choice for all three together.
+        let work = match self.algo {
+            Some(Algo::Sha256d) | None => WorkKind::NonceSearch,
+            Some(algo) => WorkKind::bulk(algo),
+        };
+        let backend = self.backend.open(work)?;
         let algos = self.algo.map_or_else(
             || vec![Algo::Sha256d, Algo::Sha1, Algo::Sha256],
             |a| vec![a],

@@ -94,7 +94,7 @@ impl Create {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
         });
-        let backend = self.backend.open_resilient()?;
+        let backend = self.backend.open_resilient(super::torrent_work(version))?;
         let options = CreateOptions {
             version,
             piece_length,

@@ -8,7 +8,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::BackendArg;
-use crate::hash::{Algo, Backend, BackendKind};
+use crate::hash::{Algo, Backend, BackendKind, WorkKind};
 
 /// A file larger than this is one long serial hash, which a CPU core does faster than one GPU
 /// thread: it streams on the CPU whatever the backend. Smaller files batch onto the backend.
@@ -59,7 +59,7 @@ fn open(path: &PathBuf) -> anyhow::Result<Box<dyn Read>> {
 
 impl HashFiles {
     pub fn run(mut self) -> anyhow::Result<ExitCode> {
-        let backend = self.backend.open_resilient()?;
+        let backend = self.backend.open_resilient(WorkKind::bulk(self.algo))?;
         if self.files.is_empty() {
             self.files.push(PathBuf::from("-"));
         }

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 
 use super::config::{self, ConfigFile};
 use crate::hash::{
-    open_backend, open_devices, BackendChoice, BackendKind, DEFAULT_DISPATCH, MAX_INTENSITY,
-    MIN_INTENSITY,
+    open_backend, open_devices, BackendChoice, BackendKind, WorkKind, DEFAULT_DISPATCH,
+    MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::api::StatusApi;
 use crate::mining::gbt::Gbt;
@@ -391,12 +391,12 @@ impl Mine {
         };
         let mut source = settings.source()?;
         // One hashing thread per device: `all` and lists come apart into their devices.
-        let mut backends = open_devices(&settings.backend)?;
+        let mut backends = open_devices(&settings.backend, WorkKind::NonceSearch)?;
         if settings.with_cpu {
             if backends.iter().any(|b| b.kind() == BackendKind::Cpu) {
                 bail!("--with-cpu adds the CPU beside a GPU backend; --backend is already the CPU");
             }
-            backends.push(open_backend(&BackendChoice::Cpu)?);
+            backends.push(open_backend(&BackendChoice::Cpu, WorkKind::NonceSearch)?);
         }
         // The first Ctrl-C or SIGTERM stops cleanly (found shares still go out); a second one
         // exits at once.

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::hash::{open_backend, open_resilient_backend, Backend, BackendChoice};
+use crate::hash::{open_backend, open_resilient_backend, Backend, BackendChoice, WorkKind};
 
 /// GPU and CPU hashing for Bitcoin proof-of-work and BitTorrent pieces.
 #[derive(Debug, Parser)]
@@ -45,21 +45,23 @@ enum Command {
 /// `--backend`, shared by every subcommand that hashes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackendArg {
-    /// Where to hash: auto (a real GPU if present, else the CPU), cpu, gpu (the best adapter,
-    /// lavapipe included), gpu:INDEX or gpu:NAME (as `peerhash devices` lists them).
+    /// Where to hash: auto (whichever of the real GPUs and the CPU measured fastest at this
+    /// work; the CPU when there is no real GPU), cpu, gpu (the best adapter, lavapipe
+    /// included), gpu:INDEX or gpu:NAME (as `peerhash devices` lists them).
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(BackendChoice))]
     backend: BackendChoice,
 }
 
 impl BackendArg {
-    /// The backend exactly as chosen: GPU failures are errors (for `selftest`, `bench`).
-    fn open(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
-        Ok(open_backend(&self.backend)?)
+    /// The backend exactly as chosen, for `work` when `auto`: GPU failures are errors (for
+    /// `selftest`, `bench`).
+    fn open(&self, work: WorkKind) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
+        Ok(open_backend(&self.backend, work)?)
     }
 
     /// The backend for long work: a GPU that fails mid-run hands over to the CPU.
-    fn open_resilient(&self) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
-        Ok(open_resilient_backend(&self.backend)?)
+    fn open_resilient(&self, work: WorkKind) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
+        Ok(open_resilient_backend(&self.backend, work)?)
     }
 }
 
@@ -110,6 +112,15 @@ pub fn main() -> ExitCode {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// What `auto` measures a torrent's hashing as: v2 is SHA-256 of 16 KiB blocks; hybrid does both
+/// but counts as SHA-1, whose whole pieces are the larger serial job.
+fn torrent_work(version: crate::torrent::Version) -> WorkKind {
+    match version {
+        crate::torrent::Version::V2 => WorkKind::BulkSha256,
+        crate::torrent::Version::V1 | crate::torrent::Version::Hybrid => WorkKind::BulkSha1,
+    }
 }
 
 /// Prints `value` as one line of JSON on stdout.

@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::{cpu, DeviceStats, ScanJob, ScanOutcome};
+use crate::hash::{cpu, DeviceStats, ScanJob, ScanOutcome, WorkKind};
 use crate::mining::header::{display_hash, BlockHeader};
 use crate::mining::target;
 
@@ -66,7 +66,7 @@ impl Scan {
             .count
             .unwrap_or_else(|| (1u64 << 32).saturating_sub(self.start));
         let job = ScanJob::new(header.bytes(), self.start, count, target::words(target))?;
-        let backend = self.backend.open_resilient()?;
+        let backend = self.backend.open_resilient(WorkKind::NonceSearch)?;
         let bar = super::progress::bar(
             count,
             self.json,

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::BackendArg;
+use crate::hash::WorkKind;
 use crate::selftest::{self, Check};
 
 /// Check a backend against known answers (NIST SHA-1/SHA-256, real Bitcoin headers) and
@@ -32,7 +33,7 @@ struct Report {
 
 impl Selftest {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let backend = self.backend.open()?;
+        let backend = self.backend.open(WorkKind::NonceSearch)?;
         let seed = self.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -32,7 +32,9 @@ pub struct Verify {
 impl Verify {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let meta = super::info::load(&self.torrent)?;
-        let backend = self.backend.open_resilient()?;
+        let backend = self
+            .backend
+            .open_resilient(super::torrent_work(meta.version))?;
         let paths = verify::locate(&meta, &self.data);
         let bar = progress::bar(meta.layout.total_length(), self.json, BYTES_TEMPLATE);
         let memory = self

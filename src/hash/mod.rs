@@ -6,7 +6,9 @@ pub mod cpu;
 mod fallback;
 pub mod gpu;
 mod multi;
+pub mod probe;
 mod select;
+mod work;
 
 use std::fmt;
 
@@ -15,6 +17,7 @@ pub use multi::{DeviceStats, MultiBackend};
 pub use select::{
     open_backend, open_devices, open_resilient_backend, BackendChoice, BackendChoiceError,
 };
+pub use work::WorkKind;
 
 /// A SHA-1 digest (BitTorrent v1 piece hash).
 pub type Sha1Digest = [u8; 20];

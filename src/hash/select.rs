@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use super::cpu::CpuBackend;
 use super::gpu::{self, GpuBackend};
-use super::{Backend, BackendKind, FallbackBackend, HashError, MultiBackend};
+use super::probe::{self, DeviceId};
+use super::{Backend, BackendKind, FallbackBackend, HashError, MultiBackend, WorkKind};
 
 /// Which backend the user asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// A real GPU (discrete or integrated) if there is one, otherwise the CPU. Never a
+    /// Whichever of the real GPUs (discrete or integrated) and the CPU measured fastest at the
+    /// kind of work (see [`probe`]); the CPU, unmeasured, when there is no real GPU. Never a
     /// CPU-type adapter such as lavapipe: it is slower than the CPU path.
     #[default]
     Auto,
@@ -93,7 +95,9 @@ impl std::fmt::Display for BackendChoice {
 }
 
 impl BackendChoice {
-    /// The index into [`gpu::adapters`] this choice picks, if any (`None` for the CPU).
+    /// The index into [`gpu::adapters`] this choice picks, if any: `None` for the CPU, and for
+    /// `auto` and the multi-device choices, which are not one fixed adapter (`auto` measures:
+    /// see [`open_backend`]).
     ///
     /// # Errors
     /// A GPU asked for that is not there.
@@ -103,10 +107,7 @@ impl BackendChoice {
     ) -> Result<Option<usize>, BackendChoiceError> {
         let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(wgpu::Adapter::get_info).collect();
         match self {
-            Self::Cpu | Self::All | Self::List(_) => Ok(None),
-            Self::Auto => Ok(infos
-                .iter()
-                .position(|i| gpu::context::is_real_gpu(i.device_type))),
+            Self::Cpu | Self::Auto | Self::All | Self::List(_) => Ok(None),
             Self::Gpu => (!infos.is_empty())
                 .then_some(Some(0))
                 .ok_or(BackendChoiceError::NoAdapter),
@@ -127,15 +128,20 @@ impl BackendChoice {
     }
 }
 
-/// Opens the chosen backend. `auto` falls back to the CPU when its GPU fails to open.
+/// Opens the chosen backend for `work` (only `auto` looks at it). `auto` falls back to the CPU
+/// when its GPU fails to open.
 ///
 /// # Errors
 /// An explicit GPU choice that is not there or does not open.
-pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+pub fn open_backend(
+    choice: &BackendChoice,
+    work: WorkKind,
+) -> Result<Arc<dyn Backend>, BackendChoiceError> {
     match choice {
         BackendChoice::Cpu => return Ok(Arc::new(CpuBackend::new(None)?)),
+        BackendChoice::Auto => return open_auto(work),
         BackendChoice::All | BackendChoice::List(_) => {
-            let mut devices = open_devices(choice)?;
+            let mut devices = open_devices(choice, work)?;
             return Ok(if devices.len() == 1 {
                 devices.remove(0)
             } else {
@@ -148,13 +154,35 @@ pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendC
     let Some(index) = choice.adapter_index(&adapters)? else {
         return Ok(Arc::new(CpuBackend::new(None)?));
     };
+    Ok(Arc::new(GpuBackend::open(index, &adapters[index])?))
+}
+
+/// `auto`: the fastest device at `work` as measured (or cached) now; the CPU at once when no
+/// real GPU is there to compare with, so plain CPU machines never pay for a probe.
+fn open_auto(work: WorkKind) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    let adapters = gpu::adapters();
+    if !adapters
+        .iter()
+        .any(|a| gpu::context::is_real_gpu(a.get_info().device_type))
+    {
+        return Ok(Arc::new(CpuBackend::new(None)?));
+    }
+    let mut survey = probe::survey(&adapters, false)?;
+    let id = probe::choose(work, &survey.candidates());
+    tracing::info!("--backend auto: {id} for {work}");
+    if let Some(backend) = survey.take(id) {
+        return Ok(backend);
+    }
+    let DeviceId::Gpu(index) = id else {
+        return Ok(Arc::new(CpuBackend::new(None)?));
+    };
+    // Chosen from the cache, so not opened yet.
     match GpuBackend::open(index, &adapters[index]) {
         Ok(gpu) => Ok(Arc::new(gpu)),
-        Err(e) if *choice == BackendChoice::Auto => {
+        Err(e) => {
             tracing::warn!("{e}; using the CPU backend");
             Ok(Arc::new(CpuBackend::new(None)?))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -166,8 +194,9 @@ pub fn open_backend(choice: &BackendChoice) -> Result<Arc<dyn Backend>, BackendC
 /// As [`open_backend`].
 pub fn open_resilient_backend(
     choice: &BackendChoice,
+    work: WorkKind,
 ) -> Result<Arc<dyn Backend>, BackendChoiceError> {
-    let backend = open_backend(choice)?;
+    let backend = open_backend(choice, work)?;
     if backend.kind() == BackendKind::Cpu {
         return Ok(backend);
     }
@@ -180,13 +209,16 @@ pub fn open_resilient_backend(
 /// The separate devices of a choice, for callers that drive each device from its own thread
 /// (the miner): every real GPU and the CPU for `all` (software adapters such as lavapipe only
 /// when listed), each entry of a list, or the one backend of any other choice (resilient: a GPU
-/// that fails hands over to the CPU).
+/// that fails hands over to the CPU). `work` only matters to `auto`.
 ///
 /// # Errors
 /// A listed device that is not there or does not open.
-pub fn open_devices(choice: &BackendChoice) -> Result<Vec<Arc<dyn Backend>>, BackendChoiceError> {
+pub fn open_devices(
+    choice: &BackendChoice,
+    work: WorkKind,
+) -> Result<Vec<Arc<dyn Backend>>, BackendChoiceError> {
     match choice {
-        BackendChoice::List(choices) => choices.iter().map(open_backend).collect(),
+        BackendChoice::List(choices) => choices.iter().map(|c| open_backend(c, work)).collect(),
         BackendChoice::All => {
             let mut devices: Vec<Arc<dyn Backend>> = Vec::new();
             for (index, adapter) in gpu::adapters().iter().enumerate() {
@@ -201,6 +233,6 @@ pub fn open_devices(choice: &BackendChoice) -> Result<Vec<Arc<dyn Backend>>, Bac
             devices.push(Arc::new(CpuBackend::new(None)?));
             Ok(devices)
         }
-        _ => Ok(vec![open_resilient_backend(choice)?]),
+        _ => Ok(vec![open_resilient_backend(choice, work)?]),
     }
 }
