@@ -2,6 +2,7 @@
 //! of any length, and merkle parents. Every nonce it reports is re-checked on the CPU.
 
 pub mod context;
+pub mod copy_rate;
 mod messages;
 mod pairs;
 mod pipeline;
