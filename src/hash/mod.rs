@@ -6,6 +6,7 @@ mod fallback;
 pub mod gpu;
 mod multi;
 mod select;
+pub mod sha256_consts;
 
 use std::fmt;
 
