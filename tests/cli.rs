@@ -388,6 +388,37 @@ fn bench_reports_rates() {
 }
 
 #[test]
+fn bench_measures_the_copy_rate_on_gpus_only() {
+    let out = run(&[
+        "bench",
+        "--backend",
+        "gpu",
+        "--algo",
+        "copy",
+        "--seconds",
+        "0.1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    let results = report["results"].as_array().unwrap();
+    let methods: Vec<&str> = results
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["write_buffer", "staging"], "{report}");
+    for result in results {
+        assert_eq!(result["algo"], "copy");
+        assert_eq!(result["unit"], "MB/s");
+        assert!(result["rate"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(result["device"].as_str().unwrap().starts_with("gpu:0"));
+    }
+    let out = run(&["bench", "--backend", "cpu", "--algo", "copy"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("GPU backend"), "{}", stderr(&out));
+}
+
+#[test]
 fn every_subcommand_has_help() {
     for sub in ["devices", "hash", "scan", "selftest", "bench"] {
         let out = run(&[sub, "--help"]);

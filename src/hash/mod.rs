@@ -8,6 +8,7 @@ pub mod gpu;
 mod multi;
 pub mod probe;
 mod select;
+pub mod sha256_consts;
 mod work;
 
 use std::fmt;

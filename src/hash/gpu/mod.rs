@@ -5,6 +5,7 @@ mod bulk;
 mod bulk_kernel;
 pub mod bulk_shape;
 pub mod context;
+pub mod copy_rate;
 mod pairs;
 mod pipeline;
 mod scan;
