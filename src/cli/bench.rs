@@ -434,9 +434,7 @@ fn gpu_bulk_round<'a>(
             memory,
             &mut |_| {},
         )?;
-        bulk
-            .get_or_insert_with(BulkReport::default)
-            .merge(&report);
+        bulk.get_or_insert_with(BulkReport::default).merge(&report);
         Ok(count * piece)
     })
 }
