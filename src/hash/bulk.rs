@@ -222,16 +222,25 @@ pub fn hash_in_memory<B: Backend + ?Sized>(
 pub fn read_whole(item: &BulkItem, source: &dyn BulkSource) -> (Vec<u8>, bool) {
     let length = usize::try_from(item.length()).unwrap_or(0);
     let mut buf = vec![0u8; length];
+    let ok = read_into(item, source, &mut buf);
+    (buf, ok)
+}
+
+/// Reads `item` into `dst` (its length; zeros for pad extents); false when a byte could not be
+/// read.
+pub fn read_into(item: &BulkItem, source: &dyn BulkSource, dst: &mut [u8]) -> bool {
     let mut at = 0;
     let mut ok = true;
     for extent in &item.extents {
         let len = usize::try_from(extent.length).unwrap_or(0);
-        if let Some(src) = extent.source {
-            ok &= source.read(src, extent.offset, &mut buf[at..at + len]);
+        let out = &mut dst[at..at + len];
+        match extent.source {
+            Some(src) => ok &= source.read(src, extent.offset, out),
+            None => out.fill(0),
         }
         at += len;
     }
-    (buf, ok)
+    ok
 }
 
 /// Runs bulk work on `primary` and, if it fails with a device error, finishes on `fallback`:

@@ -1,6 +1,7 @@
 //! The rayon CPU backend over the `sha1`/`sha2` crates (which pick SHA-NI at run time), with a
 //! hand-written SHA-NI sha256d nonce search. It is the oracle the GPU is checked against.
 
+mod bulk;
 pub mod sha256d;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use rayon::prelude::*;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use super::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource};
 use super::{
     check_pairs, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
     Sha1Digest, Sha256Digest,
@@ -171,6 +173,19 @@ impl Backend for CpuBackend {
 
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
         Ok(self.map(messages, |m| digest_one(algo, m)))
+    }
+
+    /// One worker per thread, each reading a cache-sized chunk of whole messages and hashing
+    /// it while the bytes are still in its cache.
+    fn hash_items(
+        &self,
+        algo: Option<BlockAlgo>,
+        items: &mut dyn Iterator<Item = BulkItem>,
+        source: &dyn BulkSource,
+        memory: u64,
+        sink: &mut dyn FnMut(BulkResult),
+    ) -> Result<BulkReport, HashError> {
+        bulk::hash_items(self.threads, algo, items, source, memory, sink)
     }
 
     fn scan_slice(&self) -> u64 {
