@@ -3,7 +3,7 @@
 
 mod util;
 
-use peerhash::hash::bulk::{BlockAlgo, BulkItem, BulkSource, Extent};
+use peerhash::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkSource, Extent};
 use peerhash::hash::cpu::CpuBackend;
 use peerhash::hash::gpu::{BulkShape, Loads, ScanShape};
 use peerhash::hash::{Algo, Backend, HashError, ScanJob};
@@ -228,14 +228,13 @@ fn bulk_items_with_v2_blocks_pads_and_unreadable_sources_match_cpu() {
     ];
     let collect = |backend: &dyn Backend, algo: Option<BlockAlgo>| {
         let mut got = Vec::new();
+        let job = BulkJob {
+            algo,
+            source: &files,
+            memory: 64 << 20,
+        };
         let report = backend
-            .hash_items(
-                algo,
-                &mut items.clone().into_iter(),
-                &files,
-                64 << 20,
-                &mut |r| got.push(r),
-            )
+            .hash_items(&job, &mut items.clone().into_iter(), &mut |r| got.push(r))
             .expect("bulk work");
         got.sort_by_key(|r| r.id);
         (got, report)

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::BackendArg;
-use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, Extent, MemorySource};
+use crate::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, Extent, MemorySource};
 use crate::hash::gpu::copy_rate::{CopyMethod, HostUpload};
 use crate::hash::gpu::{self, GpuContext};
 use crate::hash::{
@@ -427,13 +427,12 @@ fn gpu_bulk_round<'a>(
             block_bytes,
         });
         let sources = [data.as_slice()];
-        let report = backend.hash_items(
-            carried,
-            &mut items,
-            &MemorySource(&sources),
+        let job = BulkJob {
+            algo: carried,
+            source: &MemorySource(&sources),
             memory,
-            &mut |_| {},
-        )?;
+        };
+        let report = backend.hash_items(&job, &mut items, &mut |_| {})?;
         bulk.get_or_insert_with(BulkReport::default).merge(&report);
         Ok(count * piece)
     })

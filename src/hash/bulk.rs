@@ -73,6 +73,15 @@ impl BulkItem {
     }
 }
 
+/// What every message of a run shares: the whole-message algorithm (if any), where the bytes
+/// come from, and the memory the backend may hold in buffers.
+#[derive(Clone, Copy)]
+pub struct BulkJob<'a> {
+    pub algo: Option<BlockAlgo>,
+    pub source: &'a dyn BulkSource,
+    pub memory: u64,
+}
+
 /// Where the bytes of the extents come from.
 pub trait BulkSource: Sync {
     /// Fills `dst` with bytes `offset..offset + dst.len()` of `source`; false when they cannot
@@ -154,11 +163,11 @@ const BATCH_BYTES: u64 = 64 << 20;
 /// A failure of `backend`.
 pub fn hash_in_memory<B: Backend + ?Sized>(
     backend: &B,
-    algo: Option<BlockAlgo>,
+    job: &BulkJob<'_>,
     items: &mut dyn Iterator<Item = BulkItem>,
-    source: &dyn BulkSource,
     sink: &mut dyn FnMut(BulkResult),
 ) -> Result<BulkReport, HashError> {
+    let BulkJob { algo, source, .. } = *job;
     let mut report = BulkReport::default();
     let mut items = items.peekable();
     while items.peek().is_some() {
@@ -252,10 +261,8 @@ pub fn hash_with_fallback(
     primary: &dyn Backend,
     fallback: &dyn Backend,
     on_failure: impl FnOnce(&HashError),
-    algo: Option<BlockAlgo>,
+    job: &BulkJob<'_>,
     items: &mut dyn Iterator<Item = BulkItem>,
-    source: &dyn BulkSource,
-    memory: u64,
     sink: &mut dyn FnMut(BulkResult),
 ) -> Result<BulkReport, HashError> {
     let pending = std::cell::RefCell::new(BTreeMap::new());
@@ -267,13 +274,13 @@ pub fn hash_with_fallback(
             pending.borrow_mut().remove(&result.id);
             sink(result);
         };
-        primary.hash_items(algo, &mut tracked, source, memory, &mut tracked_sink)
+        primary.hash_items(job, &mut tracked, &mut tracked_sink)
     };
     match result {
         Err(e @ HashError::Gpu { .. }) => {
             on_failure(&e);
             let mut rest = pending.into_inner().into_values().chain(items);
-            fallback.hash_items(algo, &mut rest, source, memory, sink)
+            fallback.hash_items(job, &mut rest, sink)
         }
         result => result,
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::bulk::{self, BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource};
+use super::bulk::{self, BulkItem, BulkJob, BulkReport, BulkResult};
 use super::cpu::CpuBackend;
 use super::{
     Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
@@ -85,30 +85,19 @@ impl Backend for FallbackBackend {
 
     fn hash_items(
         &self,
-        algo: Option<BlockAlgo>,
+        job: &BulkJob<'_>,
         items: &mut dyn Iterator<Item = BulkItem>,
-        source: &dyn BulkSource,
-        memory: u64,
         sink: &mut dyn FnMut(BulkResult),
     ) -> Result<BulkReport, HashError> {
         if self.has_failed_over() {
-            return self.cpu.hash_items(algo, items, source, memory, sink);
+            return self.cpu.hash_items(job, items, sink);
         }
         let on_failure = |e: &HashError| {
             if !self.failed.swap(true, Ordering::Relaxed) {
                 tracing::warn!("{e}; continuing on {}", self.cpu.name());
             }
         };
-        bulk::hash_with_fallback(
-            &*self.primary,
-            &self.cpu,
-            on_failure,
-            algo,
-            items,
-            source,
-            memory,
-            sink,
-        )
+        bulk::hash_with_fallback(&*self.primary, &self.cpu, on_failure, job, items, sink)
     }
 
     fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<super::gpu::BulkShape> {

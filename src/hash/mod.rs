@@ -186,22 +186,19 @@ pub trait Backend: Send + Sync {
     fn digest_messages(&self, algo: Algo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError>;
 
     /// Bulk hashing of messages the backend reads itself through `source`: each item's whole
-    /// digest with `algo` (if any) and the SHA-256 of its v2 blocks, answered through `sink` as
-    /// each completes (in any order). `memory` bounds the buffers in flight. Backends without
+    /// digest with `job.algo` (if any) and the SHA-256 of its v2 blocks, answered through `sink` as
+    /// each completes (in any order). `job.memory` bounds the buffers in flight. Backends without
     /// a streaming engine read each message whole and use [`Backend::digest_messages`].
     ///
     /// # Errors
     /// A device failure.
     fn hash_items(
         &self,
-        algo: Option<bulk::BlockAlgo>,
+        job: &bulk::BulkJob<'_>,
         items: &mut dyn Iterator<Item = bulk::BulkItem>,
-        source: &dyn bulk::BulkSource,
-        memory: u64,
         sink: &mut dyn FnMut(bulk::BulkResult),
     ) -> Result<bulk::BulkReport, HashError> {
-        let _ = memory;
-        bulk::hash_in_memory(self, algo, items, source, sink)
+        bulk::hash_in_memory(self, job, items, sink)
     }
 
     /// The shape [`Backend::hash_items`] takes on this device for messages of `piece_len`

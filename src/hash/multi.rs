@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::bulk::{self, BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource};
+use super::bulk::{self, BulkItem, BulkJob, BulkReport, BulkResult};
 use super::{
     Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
 };
@@ -165,10 +165,8 @@ impl Backend for MultiBackend {
     /// On the first live device; if it fails, the next one finishes the work.
     fn hash_items(
         &self,
-        algo: Option<BlockAlgo>,
+        job: &BulkJob<'_>,
         items: &mut dyn Iterator<Item = BulkItem>,
-        source: &dyn BulkSource,
-        memory: u64,
         sink: &mut dyn FnMut(BulkResult),
     ) -> Result<BulkReport, HashError> {
         let mut live = self.live();
@@ -180,13 +178,11 @@ impl Backend for MultiBackend {
                 &**first,
                 &**second,
                 |e| self.fail(counters, &**first, e),
-                algo,
+                job,
                 items,
-                source,
-                memory,
                 sink,
             ),
-            None => first.hash_items(algo, items, source, memory, sink),
+            None => first.hash_items(job, items, sink),
         }
     }
 

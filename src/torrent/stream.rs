@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, Extent};
+use crate::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, BulkSource, Extent};
 use crate::hash::{Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
 
 use super::layout::{Layout, PieceSpans, BLOCK_SIZE};
@@ -224,7 +224,12 @@ fn hash_pieces(
         }
     };
     let algo = want.v1.then_some(BlockAlgo::Sha1);
-    let report = backend.hash_items(algo, &mut items, &source, memory, &mut on_result)?;
+    let job = BulkJob {
+        algo,
+        source: &source,
+        memory,
+    };
+    let report = backend.hash_items(&job, &mut items, &mut on_result)?;
     if let Some(e) = failure {
         return Err(e.into());
     }

@@ -8,7 +8,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::hash::bulk::{
-    read_into, BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, V2_BLOCK,
+    read_into, BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, BulkSource, V2_BLOCK,
 };
 use crate::hash::HashError;
 
@@ -23,12 +23,15 @@ const MAX_WORKERS: usize = 16;
 /// None today: reading failures are answers (`readable: false`), not errors.
 pub fn hash_items(
     threads: usize,
-    algo: Option<BlockAlgo>,
+    job: &BulkJob<'_>,
     items: &mut dyn Iterator<Item = BulkItem>,
-    source: &dyn BulkSource,
-    memory: u64,
     sink: &mut dyn FnMut(BulkResult),
 ) -> Result<BulkReport, HashError> {
+    let BulkJob {
+        algo,
+        source,
+        memory,
+    } = *job;
     let workers = threads.clamp(1, MAX_WORKERS);
     let chunk_bytes = (memory / workers as u64).clamp(1, CHUNK_BYTES);
     let mut report = BulkReport::default();

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource};
+use super::bulk::{BulkItem, BulkJob, BulkReport, BulkResult};
 use super::{
     check_pairs, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
     Sha1Digest, Sha256Digest,
@@ -179,13 +179,11 @@ impl Backend for CpuBackend {
     /// it while the bytes are still in its cache.
     fn hash_items(
         &self,
-        algo: Option<BlockAlgo>,
+        job: &BulkJob<'_>,
         items: &mut dyn Iterator<Item = BulkItem>,
-        source: &dyn BulkSource,
-        memory: u64,
         sink: &mut dyn FnMut(BulkResult),
     ) -> Result<BulkReport, HashError> {
-        bulk::hash_items(self.threads, algo, items, source, memory, sink)
+        bulk::hash_items(self.threads, job, items, sink)
     }
 
     fn scan_slice(&self) -> u64 {

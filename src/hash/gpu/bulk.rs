@@ -16,7 +16,9 @@ use super::bulk_kernel::{BulkParams, LaneSpec, FINAL, FIRST};
 use super::bulk_shape::BulkShape;
 use super::context::GpuContext;
 use super::pipeline::{buffer, Kernel, STORAGE_IN, UNIFORM};
-use crate::hash::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, V2_BLOCK};
+use crate::hash::bulk::{
+    BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, BulkSource, V2_BLOCK,
+};
 use crate::hash::{HashError, Sha256Digest};
 
 const SHA256_WORDS: u64 = 8;
@@ -46,11 +48,12 @@ pub struct BulkEngine {
     block_states: wgpu::Buffer,
 }
 
-/// The kernels a run needs: the whole-message kernel for its algorithm and the SHA-256 one
-/// for v2 blocks.
+/// The kernels a run needs (the whole-message kernel for its algorithm and the SHA-256 one
+/// for v2 blocks), and the check made before each round (the test hook for device loss).
 pub struct BulkKernels<'a> {
     pub sha1: Option<&'a Kernel>,
     pub sha256: &'a Kernel,
+    pub before_round: &'a dyn Fn() -> Result<(), HashError>,
 }
 
 /// A message in a lane.
@@ -154,12 +157,11 @@ impl BulkEngine {
         ctx: &GpuContext,
         kernels: &BulkKernels<'_>,
         shape: BulkShape,
-        algo: Option<BlockAlgo>,
+        job: &BulkJob<'_>,
         items: &mut dyn Iterator<Item = BulkItem>,
-        source: &dyn BulkSource,
         sink: &mut dyn FnMut(BulkResult),
-        check: &dyn Fn() -> Result<(), HashError>,
     ) -> Result<BulkReport, HashError> {
+        let BulkJob { algo, source, .. } = *job;
         debug_assert!(self.fits(&shape));
         let lanes = shape.lanes as usize;
         let slice = u64::from(shape.slice);
@@ -201,7 +203,7 @@ impl BulkEngine {
                 let done = queue.pop_front().expect("front");
                 self.collect(ctx, done, &mut partial, sink)?;
             }
-            check()?;
+            (kernels.before_round)()?;
             let submitted = self.submit(
                 ctx,
                 kernels,

@@ -207,7 +207,8 @@ impl GpuContext {
             .map_err(|e| self.error(format!("waiting for the device: {e}")))
     }
 
-    /// Copies `size` bytes of `source` into a mappable buffer and returns them.
+    /// Copies `size` bytes of `source` into a new mappable buffer and returns them (for one-off
+    /// reads; repeated work keeps its own read-back buffer and calls [`GpuContext::read_mapped`]).
     ///
     /// # Errors
     /// A device failure.
@@ -223,20 +224,30 @@ impl GpuContext {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
+        self.read_mapped(&staging)
+    }
+
+    /// Maps a read-back buffer the submitted work has filled and returns its bytes.
+    ///
+    /// # Errors
+    /// A device failure.
+    pub fn read_mapped(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>, HashError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = sender.send(r);
         });
-        self.wait()?;
-        receiver
-            .recv_timeout(Duration::from_secs(1))
-            .map_err(|_| self.error("buffer map never completed"))?
-            .map_err(|e| self.error(format!("mapping a result buffer: {e}")))?;
-        let bytes = staging
-            .get_mapped_range(..)
-            .map_err(|e| self.error(format!("reading a result buffer: {e}")))?
-            .to_vec();
+        let bytes = self.wait().and_then(|()| {
+            receiver
+                .recv_timeout(Duration::from_secs(1))
+                .map_err(|_| self.error("buffer map never completed"))?
+                .map_err(|e| self.error(format!("mapping a result buffer: {e}")))?;
+            Ok(staging
+                .get_mapped_range(..)
+                .map_err(|e| self.error(format!("reading a result buffer: {e}")))?
+                .to_vec())
+        });
+        // Also on failure: a map still pending would make the next use of the buffer fail.
         staging.unmap();
-        Ok(bytes)
+        bytes
     }
 }

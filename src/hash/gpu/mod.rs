@@ -22,7 +22,7 @@ pub use context::{adapters, summarize, AdapterSummary, GpuContext};
 use pipeline::Kernel;
 pub use scan::ScanShape;
 
-use super::bulk::{BlockAlgo, BulkItem, BulkReport, BulkResult, BulkSource, Extent, MemorySource};
+use super::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, Extent, MemorySource};
 use super::{
     check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
     Sha1Digest, Sha256Digest,
@@ -124,6 +124,9 @@ impl Faults {
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
     kernels: [OnceLock<Kernel>; 6],
+    /// The nonce search's buffers and bind group, made on first use; one scan at a time
+    /// uses them.
+    scan_buffers: OnceLock<Mutex<scan::ScanBuffers>>,
     /// How bulk kernels load their blocks on this device.
     loads: Loads,
     /// Set by tests to force many rounds on small inputs; otherwise sized per run.
@@ -143,6 +146,7 @@ impl GpuBackend {
         Ok(Self {
             bulk_override: None,
             bulk: Mutex::new(None),
+            scan_buffers: OnceLock::new(),
             loads: if ctx.is_software() {
                 Loads::Direct
             } else {
@@ -188,9 +192,11 @@ impl GpuBackend {
         let time = |batch: u32| -> Result<Duration, HashError> {
             let job = ScanJob::new(&[0x5a; 80], 0, u64::from(batch), [0; 8]).expect("in range");
             let started = Instant::now();
+            let (kernel, buffers) = self.scanner()?;
             scan::scan(
                 &self.ctx,
-                self.kernel(KernelId::Sha256dScan)?,
+                kernel,
+                &buffers,
                 &job,
                 ScanShape { batch, ..shape },
             )?;
@@ -251,15 +257,38 @@ impl GpuBackend {
         Ok(slot.get().expect("just set"))
     }
 
+    /// The scan kernel and its buffers, made on first use and kept.
+    fn scanner(
+        &self,
+    ) -> Result<(&Kernel, std::sync::MutexGuard<'_, scan::ScanBuffers>), HashError> {
+        let kernel = self.kernel(KernelId::Sha256dScan)?;
+        let buffers = match self.scan_buffers.get() {
+            Some(buffers) => buffers,
+            None => {
+                let made = self.ctx.scoped("making the scan buffers", || {
+                    Ok(Mutex::new(scan::ScanBuffers::new(&self.ctx, kernel)))
+                })?;
+                // Another thread may have won the race; either set of buffers is the same.
+                let _ = self.scan_buffers.set(made);
+                self.scan_buffers.get().expect("just set")
+            }
+        };
+        Ok((
+            kernel,
+            buffers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ))
+    }
+
     /// Bulk work on the device engine, its buffers made once and kept for the next run.
     fn run_bulk(
         &self,
-        algo: Option<BlockAlgo>,
+        job: &BulkJob<'_>,
         items: &mut dyn Iterator<Item = BulkItem>,
-        source: &dyn BulkSource,
-        memory: u64,
         sink: &mut dyn FnMut(BulkResult),
     ) -> Result<BulkReport, HashError> {
+        let (algo, memory) = (job.algo, job.memory);
         let mut items = items.peekable();
         let Some(first) = items.peek() else {
             return Ok(BulkReport::default());
@@ -276,6 +305,7 @@ impl GpuBackend {
                 _ => None,
             },
             sha256: self.kernel(KernelId::Bulk(BlockAlgo::Sha256, self.loads))?,
+            before_round: &|| self.faults.check(&self.ctx),
         };
         let mut engine = self
             .bulk
@@ -289,10 +319,7 @@ impl GpuBackend {
             })?);
         }
         let engine = engine.as_mut().expect("just made");
-        let check = || self.faults.check(&self.ctx);
-        engine.run(
-            &self.ctx, &kernels, shape, algo, &mut items, source, sink, &check,
-        )
+        engine.run(&self.ctx, &kernels, shape, job, &mut items, sink)
     }
 
     fn digest(&self, algo: BlockAlgo, messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
@@ -311,13 +338,12 @@ impl GpuBackend {
                 digests[i] = d;
             }
         };
-        self.run_bulk(
-            Some(algo),
-            &mut items,
-            &MemorySource(messages),
-            DEFAULT_GPU_MEMORY,
-            &mut sink,
-        )?;
+        let job = BulkJob {
+            algo: Some(algo),
+            source: &MemorySource(messages),
+            memory: DEFAULT_GPU_MEMORY,
+        };
+        self.run_bulk(&job, &mut items, &mut sink)?;
         Ok(digests)
     }
 }
@@ -378,13 +404,11 @@ impl Backend for GpuBackend {
 
     fn hash_items(
         &self,
-        algo: Option<BlockAlgo>,
+        job: &BulkJob<'_>,
         items: &mut dyn Iterator<Item = BulkItem>,
-        source: &dyn BulkSource,
-        memory: u64,
         sink: &mut dyn FnMut(BulkResult),
     ) -> Result<BulkReport, HashError> {
-        self.run_bulk(algo, items, source, memory, sink)
+        self.run_bulk(job, items, sink)
     }
 
     fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<BulkShape> {
@@ -408,12 +432,9 @@ impl Backend for GpuBackend {
     }
 
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
-        let mut reported = scan::scan(
-            &self.ctx,
-            self.kernel(KernelId::Sha256dScan)?,
-            job,
-            self.scan_shape(),
-        )?;
+        let (kernel, buffers) = self.scanner()?;
+        let mut reported = scan::scan(&self.ctx, kernel, &buffers, job, self.scan_shape())?;
+        drop(buffers);
         if self.faults.bad_nonces {
             reported.extend([job.start, job.start.wrapping_add(1)]);
         }

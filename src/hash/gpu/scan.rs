@@ -47,21 +47,51 @@ impl ScanShape {
     }
 }
 
+/// The scan's buffers and bind group, made once per device and reused by every scan call.
+pub struct ScanBuffers {
+    params: wgpu::Buffer,
+    found: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+impl ScanBuffers {
+    #[must_use]
+    pub fn new(ctx: &GpuContext, kernel: &Kernel) -> Self {
+        let params = buffer(
+            ctx,
+            "scan params",
+            std::mem::size_of::<ScanParams>() as u64,
+            UNIFORM,
+        );
+        let found = buffer(ctx, "found nonces", FOUND_BYTES, STORAGE_INOUT);
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("found read-back"),
+            size: FOUND_BYTES,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind_group = kernel.bind_group(ctx, &[&params, &found]);
+        Self {
+            params,
+            found,
+            staging,
+            bind_group,
+        }
+    }
+}
+
+/// The found counter and its slots.
+const FOUND_BYTES: u64 = (FOUND_CAPACITY as u64 + 1) * 4;
+
 /// Nonces reported by the device (not yet re-checked) and those it could not report.
 pub fn scan(
     ctx: &GpuContext,
     kernel: &Kernel,
+    buffers: &ScanBuffers,
     job: &ScanJob,
     shape: ScanShape,
 ) -> Result<Vec<u32>, HashError> {
-    let params_buf = buffer(
-        ctx,
-        "scan params",
-        std::mem::size_of::<ScanParams>() as u64,
-        UNIFORM,
-    );
-    let found_bytes = u64::from(FOUND_CAPACITY + 1) * 4;
-    let found_buf = buffer(ctx, "found nonces", found_bytes, STORAGE_INOUT);
     let end = u64::from(job.start) + job.count;
     let mut reported = Vec::new();
     let mut first = u64::from(job.start);
@@ -78,11 +108,22 @@ pub fn scan(
             sizes: [count, shape.per_invocation, FOUND_CAPACITY, 0],
         };
         ctx.queue
-            .write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));
-        ctx.queue.write_buffer(&found_buf, 0, &[0u8; 4]);
+            .write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
+        ctx.queue.write_buffer(&buffers.found, 0, &[0u8; 4]);
         let invocations = count.div_ceil(shape.per_invocation);
-        kernel.dispatch(ctx, &[&params_buf, &found_buf], invocations)?;
-        let bytes = ctx.read_back(&found_buf, found_bytes)?;
+        ctx.scoped("dispatching kernel sha256d_scan", || {
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                kernel.record(ctx, &mut pass, &buffers.bind_group, invocations)?;
+            }
+            encoder.copy_buffer_to_buffer(&buffers.found, 0, &buffers.staging, 0, FOUND_BYTES);
+            ctx.queue.submit([encoder.finish()]);
+            Ok(())
+        })?;
+        let bytes = ctx.read_mapped(&buffers.staging)?;
         let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
         let hits = words[0];
         if hits > FOUND_CAPACITY {
