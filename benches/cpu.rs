@@ -3,14 +3,14 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use peerhash::hash::cpu::{sha256d, CpuBackend};
-use peerhash::hash::{Backend, ScanJob};
+use peerhash::hash::{Backend, KernelTarget, ScanJob};
 use peerhash::selftest::XorShift;
 
 const NONCES: u64 = 1 << 20;
 
 fn job() -> ScanJob {
     // A zero target: nothing wins, every nonce costs the full early-reject path.
-    ScanJob::new(&[0x5a; 80], 0, NONCES, [0; 8]).expect("in range")
+    ScanJob::new(&[0x5a; 80], 0, NONCES, KernelTarget::ZERO).expect("in range")
 }
 
 fn scan(c: &mut Criterion) {

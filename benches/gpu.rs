@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use peerhash::hash::gpu::{adapters, GpuBackend};
-use peerhash::hash::{Backend, ScanJob};
+use peerhash::hash::{Backend, KernelTarget, ScanJob};
 use peerhash::selftest::XorShift;
 
 fn backend() -> GpuBackend {
@@ -19,7 +19,7 @@ fn kernels(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("gpu/{}", gpu.context().info.name));
     group.sample_size(10);
     let nonces = u64::from(gpu.scan_shape().batch) * 4;
-    let job = ScanJob::new(&[0x5a; 80], 0, nonces, [0; 8]).expect("in range");
+    let job = ScanJob::new(&[0x5a; 80], 0, nonces, KernelTarget::ZERO).expect("in range");
     group.throughput(Throughput::Elements(nonces));
     group.bench_function("sha256d_scan", |b| b.iter(|| gpu.scan(&job).expect("scan")));
     let data = XorShift::new(1).bytes(32 << 20);

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::hash::cpu::sha256d::scan_range_portable;
 use crate::hash::cpu::CpuBackend;
-use crate::hash::{Algo, Backend, ScanJob};
+use crate::hash::{Algo, Backend, KernelTarget, ScanJob};
 use crate::mining::header::{display_hash, BlockHeader};
 use crate::mining::target;
 
@@ -228,8 +228,7 @@ fn headers(backend: &dyn Backend, checks: &mut Vec<Check>) {
         let start = nonce.saturating_sub(SCAN_WINDOW / 2 + 12_345);
         let count = SCAN_WINDOW.min((1 << 32) - start);
         let target = target::from_bits(header.fields().bits.to_consensus()).expect("real bits");
-        let job =
-            ScanJob::new(header.bytes(), start, count, target::words(target)).expect("in range");
+        let job = ScanJob::new(header.bytes(), start, count, target.into()).expect("in range");
         let name = format!("{} scan finds nonce {nonce}", known.name);
         checks.push(match backend.scan(&job) {
             Ok(outcome) => Check::compare(
@@ -295,11 +294,19 @@ fn random_comparisons(backend: &dyn Backend, seed: u64, checks: &mut Vec<Check>)
     scan_comparisons(backend, &mut rng, checks);
 }
 
+/// A target whose most significant 32 bits are `top` and whose others are all ones: about
+/// `top / 2^32` of hashes meet it, which tests use to get many winners.
+#[must_use]
+pub fn target_with_top_word(top: u32) -> KernelTarget {
+    let mut bytes = [0xff; 32];
+    bytes[28..].copy_from_slice(&top.to_le_bytes());
+    KernelTarget::from(bitcoin::Target::from_le_bytes(bytes))
+}
+
 fn scan_comparisons(backend: &dyn Backend, rng: &mut XorShift, checks: &mut Vec<Check>) {
     let header: [u8; 80] = rng.bytes(80).try_into().expect("80");
     // About one nonce in 256 wins: many winners, compared one by one.
-    let mut easy = [u32::MAX; 8];
-    easy[7] = 0x00ff_ffff;
+    let easy = target_with_top_word(0x00ff_ffff);
     let start = rng.next_u64() >> 33;
     let job = ScanJob::new(&header, start, 1 << 18, easy).expect("in range");
     let want = scan_range_portable(&job.midstate, &job.tail, job.start, job.count, &job.target);
@@ -318,7 +325,7 @@ fn scan_comparisons(backend: &dyn Backend, rng: &mut XorShift, checks: &mut Vec<
         BlockHeader::from_bytes(header).with_nonce(nonce).bytes(),
     ))
     .into();
-    let exact = crate::hash::target_words(&hash);
+    let exact = KernelTarget::exactly(&hash);
     let job = ScanJob::new(&header, start, 1 << 12, exact).expect("in range");
     let want = scan_range_portable(&job.midstate, &job.tail, job.start, job.count, &job.target);
     let name = "scan at a target equal to a hash (full 256-bit compare)";

@@ -6,7 +6,7 @@ mod util;
 use peerhash::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkSource, Extent};
 use peerhash::hash::cpu::CpuBackend;
 use peerhash::hash::gpu::{BulkShape, Loads, ScanShape};
-use peerhash::hash::{Algo, Backend, HashError, ScanJob};
+use peerhash::hash::{Algo, Backend, HashError, KernelTarget, ScanJob};
 use peerhash::selftest::{self, XorShift, AWKWARD_LENGTHS};
 
 fn cpu() -> CpuBackend {
@@ -83,8 +83,7 @@ fn scan_batch_edges_match_cpu() {
         per_invocation: 7,
     });
     let header: [u8; 80] = XorShift::new(5).bytes(80).try_into().unwrap();
-    let mut target = [u32::MAX; 8];
-    target[7] = 0x01ff_ffff;
+    let target = selftest::target_with_top_word(0x01ff_ffff);
     let job = ScanJob::new(&header, 123_457, 20_011, target).unwrap();
     let want = cpu().scan(&job).unwrap();
     assert!(want.found.len() > 50, "the target should give many winners");
@@ -96,7 +95,7 @@ fn more_winners_than_result_slots_loses_none() {
     let gpu = util::gpu_backend();
     let header = [7u8; 80];
     // Every hash meets the largest target: 5000 winners for 1024 slots.
-    let job = ScanJob::new(&header, 1 << 20, 5000, [u32::MAX; 8]).unwrap();
+    let job = ScanJob::new(&header, 1 << 20, 5000, KernelTarget::MAX).unwrap();
     let outcome = gpu.scan(&job).unwrap();
     assert_eq!(
         outcome.found,
@@ -108,7 +107,7 @@ fn more_winners_than_result_slots_loses_none() {
 #[test]
 fn impossible_target_finds_nothing_on_either_backend() {
     let gpu = util::gpu_backend();
-    let job = ScanJob::new(&[1u8; 80], 0, 1 << 16, [0; 8]).unwrap();
+    let job = ScanJob::new(&[1u8; 80], 0, 1 << 16, KernelTarget::ZERO).unwrap();
     assert_eq!(gpu.scan(&job).unwrap().found, Vec::<u32>::new());
     assert_eq!(cpu().scan(&job).unwrap().found, Vec::<u32>::new());
 }
@@ -125,7 +124,7 @@ fn empty_inputs_agree() {
         gpu.digest_messages(Algo::Sha1, &[]).unwrap(),
         Vec::<Vec<u8>>::new()
     );
-    let job = ScanJob::new(&[0u8; 80], 5, 0, [u32::MAX; 8]).unwrap();
+    let job = ScanJob::new(&[0u8; 80], 5, 0, KernelTarget::MAX).unwrap();
     assert_eq!(gpu.scan(&job).unwrap().found, Vec::<u32>::new());
 }
 
@@ -149,8 +148,8 @@ fn bad_arguments_are_errors_not_panics() {
         cpu().sha256_pairs(&odd),
         Err(HashError::OddNodeCount(3))
     ));
-    assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 2, [0; 8]).is_err());
-    assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 1, [0; 8]).is_ok());
+    assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 2, KernelTarget::ZERO).is_err());
+    assert!(ScanJob::new(&[0u8; 80], u64::from(u32::MAX), 1, KernelTarget::ZERO).is_ok());
 }
 
 #[test]
@@ -165,8 +164,7 @@ fn tuned_batch_is_whole_invocations_and_still_matches_cpu() {
         "{shape:?}"
     );
     assert_eq!(gpu.scan_shape().batch, shape.batch);
-    let mut target = [u32::MAX; 8];
-    target[7] = 0x00ff_ffff;
+    let target = selftest::target_with_top_word(0x00ff_ffff);
     let job = ScanJob::new(&[3u8; 80], 99, 3 * u64::from(shape.batch) + 17, target).unwrap();
     assert_eq!(gpu.scan(&job).unwrap(), cpu().scan(&job).unwrap());
 }

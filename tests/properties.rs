@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use bitcoin::hashes::Hash as _;
 use peerhash::hash::cpu::CpuBackend;
 use peerhash::hash::gpu::GpuBackend;
-use peerhash::hash::{hash_meets_target, target_words, Algo, Backend, ScanJob};
+use peerhash::hash::{Algo, Backend, KernelTarget, ScanJob};
 use peerhash::mining::header::{display_hash, BlockHeader};
 use peerhash::mining::target;
 use proptest::prelude::*;
@@ -48,7 +48,10 @@ proptest! {
         }
         let bitcoin_target = bitcoin::Target::from_le_bytes(target);
         let block_hash = bitcoin::BlockHash::from_byte_array(hash);
-        prop_assert_eq!(hash_meets_target(&hash, &target_words(&target)), bitcoin_target.is_met_by(block_hash));
+        let kernel = KernelTarget::from(bitcoin_target);
+        prop_assert_eq!(kernel.is_met_by(&hash), bitcoin_target.is_met_by(block_hash));
+        let state: [u32; 8] = std::array::from_fn(|i| u32::from_be_bytes(hash[4 * i..4 * i + 4].try_into().unwrap()));
+        prop_assert_eq!(kernel.is_met_by_state(&state), bitcoin_target.is_met_by(block_hash));
     }
 
     #[test]
@@ -97,7 +100,12 @@ proptest! {
         let header: [u8; 80] = header.try_into().unwrap();
         let count = count.min((1u64 << 32) - u64::from(start));
         // A top word near zero keeps winners rare but present; `low` exercises the lower words.
-        let target = [low, low, low, low, low, low, low, top >> 20];
+        let mut bytes = [0u8; 32];
+        for chunk in bytes[..28].chunks_exact_mut(4) {
+            chunk.copy_from_slice(&low.to_le_bytes());
+        }
+        bytes[28..].copy_from_slice(&(top >> 20).to_le_bytes());
+        let target = KernelTarget::from(bitcoin::Target::from_le_bytes(bytes));
         let job = ScanJob::new(&header, u64::from(start), count, target).unwrap();
         prop_assert_eq!(gpu().scan(&job).unwrap(), cpu().scan(&job).unwrap());
     }

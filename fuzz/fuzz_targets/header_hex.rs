@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use peerhash::hash::KernelTarget;
 use peerhash::mining::header::BlockHeader;
 use peerhash::mining::target;
 
@@ -17,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(target::parse_target(&target::display(t)), Ok(t));
     }
     if let Ok(t) = target::parse_bits(text) {
-        let _ = target::words(t);
+        let kernel = KernelTarget::from(t);
+        assert_eq!(target::display(kernel.into()), target::display(t));
     }
 });

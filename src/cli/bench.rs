@@ -9,8 +9,8 @@ use crate::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, Extent, Memory
 use crate::hash::gpu::copy_rate::{CopyMethod, HostUpload};
 use crate::hash::gpu::{self, GpuContext};
 use crate::hash::{
-    Algo, Backend, BackendChoice, BackendKind, ScanJob, WorkKind, DEFAULT_DISPATCH, MAX_INTENSITY,
-    MIN_INTENSITY,
+    Algo, Backend, BackendChoice, BackendKind, KernelTarget, ScanJob, WorkKind, DEFAULT_DISPATCH,
+    MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::header::BlockHeader;
 use crate::selftest::{XorShift, KNOWN_HEADERS};
@@ -342,7 +342,7 @@ fn round_fn<'a>(
                 if start + batch > 1 << 32 {
                     start = 0;
                 }
-                let job = ScanJob::new(header.bytes(), start, batch, [0; 8])?;
+                let job = ScanJob::new(header.bytes(), start, batch, KernelTarget::ZERO)?;
                 start += batch;
                 Ok(backend.scan(&job)?.hashes)
             })

@@ -65,7 +65,7 @@ impl Scan {
         let count = self
             .count
             .unwrap_or_else(|| (1u64 << 32).saturating_sub(self.start));
-        let job = ScanJob::new(header.bytes(), self.start, count, target::words(target))?;
+        let job = ScanJob::new(header.bytes(), self.start, count, target.into())?;
         let backend = self.backend.open_resilient(WorkKind::NonceSearch)?;
         let bar = super::progress::bar(
             count,

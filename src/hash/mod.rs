@@ -9,6 +9,7 @@ mod multi;
 pub mod probe;
 mod select;
 pub mod sha256_consts;
+mod target;
 mod work;
 
 use std::fmt;
@@ -18,6 +19,7 @@ pub use multi::{DeviceStats, MultiBackend};
 pub use select::{
     open_backend, open_devices, open_resilient_backend, BackendChoice, BackendChoiceError,
 };
+pub use target::KernelTarget;
 pub use work::WorkKind;
 
 /// A SHA-1 digest (BitTorrent v1 piece hash).
@@ -57,9 +59,8 @@ pub struct ScanJob {
     pub start: u32,
     /// Number of nonces searched; `start + count <= 2^32` always holds.
     pub count: u64,
-    /// The target as little-endian 32-bit words, `target[7]` most significant; a hash
-    /// read as a little-endian 256-bit number wins when it is `<=` this.
-    pub target: [u32; 8],
+    /// A hash wins when it meets this target.
+    pub target: KernelTarget,
 }
 
 /// A nonce range past 2^32 or an empty header.
@@ -79,7 +80,7 @@ impl ScanJob {
         header: &[u8; 80],
         start: u64,
         count: u64,
-        target: [u32; 8],
+        target: KernelTarget,
     ) -> Result<Self, NonceRangeError> {
         let end = start.checked_add(count);
         let Some(end) = end.filter(|&end| end <= 1 << 32) else {
@@ -258,22 +259,4 @@ pub fn check_pairs(nodes: &[Sha256Digest]) -> Result<(), HashError> {
     } else {
         Err(HashError::OddNodeCount(nodes.len()))
     }
-}
-
-/// Converts a 256-bit target from Bitcoin's little-endian byte order to the kernels' words.
-#[must_use]
-pub fn target_words(le_bytes: &[u8; 32]) -> [u32; 8] {
-    let mut words = [0u32; 8];
-    for (word, chunk) in words.iter_mut().zip(le_bytes.chunks_exact(4)) {
-        *word = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
-    }
-    words
-}
-
-/// True when a double-SHA-256 `hash` in wire byte order meets `target` (both as little-endian
-/// 256-bit numbers): the full comparison every kernel must agree with.
-#[must_use]
-pub fn hash_meets_target(hash: &Sha256Digest, target: &[u32; 8]) -> bool {
-    let hash = target_words(hash);
-    hash.iter().rev().cmp(target.iter().rev()) != std::cmp::Ordering::Greater
 }

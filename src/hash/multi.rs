@@ -352,8 +352,7 @@ mod tests {
     #[test]
     fn a_failed_device_drops_out_and_its_slice_is_searched_again() {
         let multi = pair();
-        let mut target = [u32::MAX; 8];
-        target[7] = 0x00ff_ffff;
+        let target = crate::selftest::target_with_top_word(0x00ff_ffff);
         let job = ScanJob::new(&[9u8; 80], 1000, 1 << 17, target).unwrap();
         let want = CpuBackend::new(Some(1)).unwrap().scan(&job).unwrap();
         assert!(!want.found.is_empty());

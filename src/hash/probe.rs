@@ -15,7 +15,7 @@ pub use rates::Rates;
 
 use super::cpu::CpuBackend;
 use super::gpu::{self, GpuBackend};
-use super::{Algo, Backend, BackendKind, HashError, ScanJob, WorkKind};
+use super::{Algo, Backend, BackendKind, HashError, KernelTarget, ScanJob, WorkKind};
 
 /// Measuring time for every device and kind of work together (pipeline compiles and device
 /// opening come on top): short enough that a command does not feel slower for it.
@@ -216,9 +216,9 @@ pub fn measure_work(
     let (algo, piece) = match work {
         WorkKind::NonceSearch => {
             // The first call compiles the kernel: it is not timed.
-            backend.scan(&ScanJob::new(&header, 0, 256, [0; 8]).expect("in range"))?;
+            backend.scan(&ScanJob::new(&header, 0, 256, KernelTarget::ZERO).expect("in range"))?;
             return sample(FIRST_NONCES, NONCE_CAP, each, |count| {
-                let job = ScanJob::new(&header, 0, count, [0; 8]).expect("below 2^32");
+                let job = ScanJob::new(&header, 0, count, KernelTarget::ZERO).expect("below 2^32");
                 backend.scan(&job).map(drop)
             });
         }

@@ -15,7 +15,7 @@ use super::job::{Job, Solution};
 use super::source::{SourceError, SourceEvent, WorkSource};
 use super::status::{DeviceStatus, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS};
 use super::target;
-use crate::hash::{Backend, BackendKind, ScanJob, DEFAULT_DISPATCH};
+use crate::hash::{Backend, BackendKind, KernelTarget, ScanJob, DEFAULT_DISPATCH};
 
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
 /// this many per scan.
@@ -261,7 +261,7 @@ fn hash_loop(
         if announce {
             let _ = out.send(FromHasher::Started(job.id.clone(), now()));
         }
-        let words = target::words(job.target);
+        let kernel_target = KernelTarget::from(job.target);
         let stale = || {
             shared.generation.load(Ordering::Relaxed) != generation
                 || shared.finished.load(Ordering::Relaxed) == generation
@@ -285,7 +285,8 @@ fn hash_loop(
             };
             // A range never crosses into the next roll: the rest of it is skipped.
             let count = scan_size.min((1 << 32) - first);
-            let scan = ScanJob::new(&header, first, count, words).expect("range inside 2^32");
+            let scan =
+                ScanJob::new(&header, first, count, kernel_target).expect("range inside 2^32");
             let outcome = match backend.scan(&scan) {
                 Ok(outcome) => outcome,
                 Err(e) => {

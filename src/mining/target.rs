@@ -1,8 +1,6 @@
-//! Targets: from a header's compact nBits, or typed in full; converted once to kernel words.
+//! Targets: from a header's compact nBits, or typed in full; converted to kernel words by `hash::KernelTarget`.
 
 use bitcoin::{CompactTarget, Target};
-
-use crate::hash::target_words;
 
 /// A target the user typed that makes no sense.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,12 +69,6 @@ pub fn parse_target(text: &str) -> Result<Target, TargetError> {
     Ok(Target::from_be_bytes(
         bytes.try_into().expect("64 hex digits"),
     ))
-}
-
-/// The target as the kernels' little-endian words.
-#[must_use]
-pub fn words(target: Target) -> [u32; 8] {
-    target_words(&target.to_le_bytes())
 }
 
 /// The target shown as 64 hex digits, most significant first.

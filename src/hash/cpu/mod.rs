@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::bulk::{BulkItem, BulkJob, BulkReport, BulkResult};
 use super::{
-    check_pairs, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
-    Sha1Digest, Sha256Digest,
+    check_pairs, split_pieces, Algo, Backend, BackendKind, HashError, KernelTarget, ScanJob,
+    ScanOutcome, Sha1Digest, Sha256Digest,
 };
 
 /// The SHA-256 initial hash value.
@@ -62,7 +62,7 @@ pub fn recheck(job: &ScanJob, reported: impl IntoIterator<Item = u32>) -> (Vec<u
     let mut hw_errors = 0;
     for nonce in reported {
         let in_range = u64::from(nonce.wrapping_sub(job.start)) < job.count;
-        if in_range && super::hash_meets_target(&sha256d_nonce(job, nonce), &job.target) {
+        if in_range && job.target.is_met_by(&sha256d_nonce(job, nonce)) {
             found.push(nonce);
         } else {
             hw_errors += 1;
@@ -196,7 +196,7 @@ impl Backend for CpuBackend {
         let round = SCAN_CHUNK * self.threads as u64;
         let mut count = SCAN_CHUNK.min(round);
         let (count, elapsed) = loop {
-            let job = ScanJob::new(&[0x5a; 80], 0, count, [0; 8]).expect("in range");
+            let job = ScanJob::new(&[0x5a; 80], 0, count, KernelTarget::ZERO).expect("in range");
             let started = Instant::now();
             self.scan(&job)?;
             let elapsed = started.elapsed();
@@ -248,13 +248,7 @@ mod tests {
         let genesis = crate::selftest::KNOWN_HEADERS[0].hex;
         let header = crate::mining::header::BlockHeader::from_hex(genesis).unwrap();
         let target = crate::mining::target::from_bits(0x1d00_ffff).unwrap();
-        let job = ScanJob::new(
-            header.bytes(),
-            2_083_236_000,
-            1000,
-            crate::mining::target::words(target),
-        )
-        .unwrap();
+        let job = ScanJob::new(header.bytes(), 2_083_236_000, 1000, target.into()).unwrap();
         let real = header.nonce();
         // A device that lies: a wrong nonce, a real winner reported twice, one outside the job.
         let (found, hw_errors) = recheck(&job, [real + 1, real, real, 5]);

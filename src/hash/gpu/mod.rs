@@ -24,8 +24,8 @@ pub use scan::ScanShape;
 
 use super::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, Extent, MemorySource};
 use super::{
-    check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome,
-    Sha1Digest, Sha256Digest,
+    check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, HashError, KernelTarget, ScanJob,
+    ScanOutcome, Sha1Digest, Sha256Digest,
 };
 
 /// The default `--memory` for bulk work on a GPU: three rounds of 4,096+ lanes of 64 KiB
@@ -190,7 +190,8 @@ impl GpuBackend {
         let mut shape = self.scan_shape();
         let grain = shape.per_invocation * pipeline::WORKGROUP_SIZE;
         let time = |batch: u32| -> Result<Duration, HashError> {
-            let job = ScanJob::new(&[0x5a; 80], 0, u64::from(batch), [0; 8]).expect("in range");
+            let job = ScanJob::new(&[0x5a; 80], 0, u64::from(batch), KernelTarget::ZERO)
+                .expect("in range");
             let started = Instant::now();
             let (kernel, buffers) = self.scanner()?;
             scan::scan(

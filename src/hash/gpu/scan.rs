@@ -104,7 +104,7 @@ pub fn scan(
         let params = ScanParams {
             midstate: job.midstate,
             tail,
-            target: job.target,
+            target: job.target.words(),
             sizes: [count, shape.per_invocation, FOUND_CAPACITY, 0],
         };
         ctx.queue

@@ -7,6 +7,8 @@ use core::arch::x86_64::{
     _mm512_set_epi32, _mm512_shuffle_epi8, _mm512_srli_epi32, _mm512_ternarylogic_epi32,
 };
 
+use crate::hash::KernelTarget;
+
 use super::{
     big_sigma0, big_sigma1, clamp_count, small_sigma0, small_sigma1, verify_push, ScalarJob,
     DIGEST_BITS, HEADER_BITS, IV, K, PAD,
@@ -28,7 +30,7 @@ pub(super) fn scan_range(
     tail: &[u32; 3],
     start: u32,
     count: u64,
-    target: &[u32; 8],
+    target: &KernelTarget,
 ) -> Vec<u32> {
     assert!(available(), "AVX-512 scan called on a CPU without AVX-512");
     // SAFETY: the CPU supports every feature `scan` is compiled for (checked just above).
@@ -312,7 +314,7 @@ fn scan(
     tail: &[u32; 3],
     start: u32,
     count: u64,
-    target: &[u32; 8],
+    target: &KernelTarget,
 ) -> Vec<u32> {
     let job = Job::new(midstate, tail);
     // Byte swap within each 32-bit lane.
@@ -335,7 +337,7 @@ fn scan(
         0x0001_0203,
     );
     let iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    let top = splat(target[7]);
+    let top = splat(target.top_word());
     let mut found = Vec::new();
     let mut remaining = clamp_count(start, count);
     let mut base = start;

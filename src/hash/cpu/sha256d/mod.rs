@@ -38,6 +38,7 @@ mod portable;
 
 /// The SHA-256 constants, re-exported where other code has always found them.
 pub use crate::hash::sha256_consts::{IV, K};
+use crate::hash::KernelTarget;
 pub use portable::scan_range_portable;
 use portable::ScalarJob;
 
@@ -64,15 +65,14 @@ pub fn implementation() -> &'static str {
 /// Searches nonces `start..start + count` (`start + count <= 2^32`) of a block header whose first
 /// 64 bytes compress to `midstate`, whose bytes 64..76 are the big-endian words `tail`, and whose
 /// last 4 bytes are the little-endian nonce. Returns, in increasing order, every nonce whose double
-/// SHA-256, read as a 256-bit little-endian number, is `<= target` (`target[7]` most significant
-/// little-endian word).
+/// SHA-256 meets `target`.
 #[must_use]
 pub fn scan_range(
     midstate: &[u32; 8],
     tail: &[u32; 3],
     start: u32,
     count: u64,
-    target: &[u32; 8],
+    target: &KernelTarget,
 ) -> Vec<u32> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -107,24 +107,12 @@ fn verify_push(
     midstate: &[u32; 8],
     tail: &[u32; 3],
     nonce: u32,
-    target: &[u32; 8],
+    target: &KernelTarget,
     found: &mut Vec<u32>,
 ) {
-    if hash_meets_target(&sha256d_state(midstate, tail, nonce), target) {
+    if target.is_met_by_state(&sha256d_state(midstate, tail, nonce)) {
         found.push(nonce);
     }
-}
-
-/// Whether the final state `h` of the second SHA-256, read as Bitcoin's little-endian 256-bit
-/// number (word `i` is `h[i].swap_bytes()`), is `<= target`.
-fn hash_meets_target(h: &[u32; 8], target: &[u32; 8]) -> bool {
-    for i in (0..8).rev() {
-        let word = h[i].swap_bytes();
-        if word != target[i] {
-            return word < target[i];
-        }
-    }
-    true
 }
 
 #[inline]
@@ -241,6 +229,15 @@ mod tests {
         words
     }
 
+    /// Raw test words as the target type (through `bitcoin::Target`, its only door).
+    fn kernel(words: &[u32; 8]) -> KernelTarget {
+        let mut bytes = [0u8; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        KernelTarget::from(bitcoin::Target::from_le_bytes(bytes))
+    }
+
     fn le_leq(hash: &[u32; 8], target: &[u32; 8]) -> bool {
         hash.iter().rev().cmp(target.iter().rev()) != std::cmp::Ordering::Greater
     }
@@ -263,6 +260,7 @@ mod tests {
     /// Both implementations (and the dispatching one) against each other and a reference.
     fn check_all(header: &[u8; 80], start: u32, count: u64, target: &[u32; 8], expected: &[u32]) {
         let (midstate, tail) = split_header(header);
+        let target = &kernel(target);
         let portable = scan_range_portable(&midstate, &tail, start, count, target);
         assert_eq!(portable, expected, "portable, start {start} count {count}");
         let dispatched = scan_range(&midstate, &tail, start, count, target);
@@ -409,9 +407,9 @@ mod tests {
         let header = random_header(&mut rng);
         let all = [u32::MAX; 8];
         let (midstate, tail) = split_header(&header);
-        assert!(scan_range(&midstate, &tail, 7, 0, &all).is_empty());
-        assert!(scan_range_portable(&midstate, &tail, 7, 0, &all).is_empty());
-        assert!(scan_range(&midstate, &tail, u32::MAX, 0, &all).is_empty());
+        assert!(scan_range(&midstate, &tail, 7, 0, &KernelTarget::MAX).is_empty());
+        assert!(scan_range_portable(&midstate, &tail, 7, 0, &KernelTarget::MAX).is_empty());
+        assert!(scan_range(&midstate, &tail, u32::MAX, 0, &KernelTarget::MAX).is_empty());
         // Up to exactly 2^32.
         let top: Vec<u32> = (u32::MAX - 5..=u32::MAX).collect();
         check_all(&header, u32::MAX - 5, 6, &all, &top);
@@ -436,7 +434,7 @@ mod tests {
         let mut rng = Rng(7);
         let header = random_header(&mut rng);
         let (midstate, tail) = split_header(&header);
-        assert!(scan_range(&midstate, &tail, 0, 5000, &[0; 8]).is_empty());
-        assert!(scan_range_portable(&midstate, &tail, 0, 5000, &[0; 8]).is_empty());
+        assert!(scan_range(&midstate, &tail, 0, 5000, &KernelTarget::ZERO).is_empty());
+        assert!(scan_range_portable(&midstate, &tail, 0, 5000, &KernelTarget::ZERO).is_empty());
     }
 }

@@ -9,6 +9,8 @@ use core::arch::x86_64::{
     _mm_shuffle_epi32, _mm_slli_epi32, _mm_srli_epi32, _mm_xor_si128,
 };
 
+use crate::hash::KernelTarget;
+
 use super::{
     clamp_count, top_word_passes, verify_push, ScalarJob, DIGEST_BITS, HEADER_BITS, IV, K, PAD,
 };
@@ -31,7 +33,7 @@ pub(super) fn scan_range(
     tail: &[u32; 3],
     start: u32,
     count: u64,
-    target: &[u32; 8],
+    target: &KernelTarget,
 ) -> Vec<u32> {
     assert!(available(), "SHA-NI scan called on a CPU without SHA-NI");
     // SAFETY: the CPU supports every feature `scan` is compiled for (checked just above).
@@ -363,7 +365,7 @@ fn scan(
     tail: &[u32; 3],
     start: u32,
     count: u64,
-    target: &[u32; 8],
+    target: &KernelTarget,
 ) -> Vec<u32> {
     let job = Job::new(midstate, tail);
     let mut found = Vec::new();
@@ -380,7 +382,7 @@ fn scan(
         // Lanes past the end of the range (last batch only) are ignored.
         let live = usize::try_from(remaining).map_or(LANES, |r| r.min(LANES));
         for (&n, &h) in nonces.iter().zip(&h).take(live) {
-            if top_word_passes(h, target[7]) {
+            if top_word_passes(h, target.top_word()) {
                 verify_push(midstate, tail, n, target, &mut found);
             }
         }

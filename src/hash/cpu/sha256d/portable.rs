@@ -1,6 +1,8 @@
 //! The portable nonce search: plain Rust, available everywhere, and the per-call
 //! precomputation ([`ScalarJob`]) the SIMD paths start from too.
 
+use crate::hash::KernelTarget;
+
 use super::{
     clamp_count, expand, round, top_word_passes, verify_push, DIGEST_BITS, HEADER_BITS, IV, K, PAD,
 };
@@ -12,14 +14,14 @@ pub fn scan_range_portable(
     tail: &[u32; 3],
     start: u32,
     count: u64,
-    target: &[u32; 8],
+    target: &KernelTarget,
 ) -> Vec<u32> {
     let count = clamp_count(start, count);
     let job = ScalarJob::new(midstate, tail);
     let mut found = Vec::new();
     let mut nonce = start;
     for _ in 0..count {
-        if top_word_passes(job.h7(nonce), target[7]) {
+        if top_word_passes(job.h7(nonce), target.top_word()) {
             verify_push(midstate, tail, nonce, target, &mut found);
         }
         nonce = nonce.wrapping_add(1);
