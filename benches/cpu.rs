@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use peerhash::hash::cpu::{sha256d, CpuBackend};
-use peerhash::hash::{Backend, KernelTarget, ScanJob};
+use peerhash::hash::{BulkHasher, KernelTarget, NonceSearcher, ScanJob};
 use peerhash::selftest::XorShift;
 
 const NONCES: u64 = 1 << 20;

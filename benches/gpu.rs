@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use peerhash::hash::gpu::{adapters, GpuBackend};
-use peerhash::hash::{Backend, KernelTarget, ScanJob};
+use peerhash::hash::{BulkHasher, KernelTarget, NonceSearcher, ScanJob};
 use peerhash::selftest::XorShift;
 
 fn backend() -> GpuBackend {

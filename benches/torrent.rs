@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use peerhash::hash::cpu::CpuBackend;
-use peerhash::hash::Backend;
+use peerhash::hash::BulkHasher;
 use peerhash::selftest::XorShift;
 use peerhash::torrent::create::{self, CreateOptions};
 use peerhash::torrent::metainfo::Version;
@@ -45,7 +45,7 @@ fn verify_benches(c: &mut Criterion) {
                 let report = verify::verify(
                     &made.meta,
                     &paths,
-                    &backend as &dyn Backend,
+                    &backend as &dyn BulkHasher,
                     DEFAULT_MEMORY,
                     |_| {},
                 )

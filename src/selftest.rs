@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::hash::cpu::sha256d::scan_range_portable;
 use crate::hash::cpu::CpuBackend;
-use crate::hash::{Algo, Backend, KernelTarget, ScanJob};
+use crate::hash::{Algo, Backend, BulkHasher, KernelTarget, ScanJob};
 use crate::mining::header::{display_hash, BlockHeader};
 use crate::mining::target;
 

@@ -6,7 +6,7 @@ mod util;
 use peerhash::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkSource, Extent};
 use peerhash::hash::cpu::CpuBackend;
 use peerhash::hash::gpu::{BulkShape, Loads, ScanShape};
-use peerhash::hash::{Algo, Backend, HashError, KernelTarget, ScanJob};
+use peerhash::hash::{Algo, BulkHasher, HashError, KernelTarget, NonceSearcher, ScanJob};
 use peerhash::selftest::{self, XorShift, AWKWARD_LENGTHS};
 
 fn cpu() -> CpuBackend {
@@ -224,7 +224,7 @@ fn bulk_items_with_v2_blocks_pads_and_unreadable_sources_match_cpu() {
             block_bytes: 63,
         },
     ];
-    let collect = |backend: &dyn Backend, algo: Option<BlockAlgo>| {
+    let collect = |backend: &dyn BulkHasher, algo: Option<BlockAlgo>| {
         let mut got = Vec::new();
         let job = BulkJob {
             algo,

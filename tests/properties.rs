@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use bitcoin::hashes::Hash as _;
 use peerhash::hash::cpu::CpuBackend;
 use peerhash::hash::gpu::GpuBackend;
-use peerhash::hash::{Algo, Backend, KernelTarget, ScanJob};
+use peerhash::hash::{Algo, BulkHasher, KernelTarget, NonceSearcher, ScanJob};
 use peerhash::mining::header::{display_hash, BlockHeader};
 use peerhash::mining::target;
 use proptest::prelude::*;

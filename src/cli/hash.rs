@@ -8,7 +8,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use super::BackendArg;
-use crate::hash::{Algo, Backend, BackendKind, WorkKind};
+use crate::hash::{Algo, BackendKind, BulkHasher, WorkKind};
 
 /// A file larger than this is one long serial hash, which a CPU core does faster than one GPU
 /// thread: it streams on the CPU whatever the backend. Smaller files batch onto the backend.
@@ -115,7 +115,7 @@ impl HashFiles {
 
     fn flush(
         &self,
-        backend: &dyn Backend,
+        backend: &dyn BulkHasher,
         batch: &mut Vec<(String, Vec<u8>)>,
         out: &mut impl Write,
     ) -> anyhow::Result<()> {

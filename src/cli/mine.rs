@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 
 use super::config::{self, ConfigFile};
 use crate::hash::{
-    open_backend, open_devices, BackendChoice, BackendKind, WorkKind, DEFAULT_DISPATCH,
-    MAX_INTENSITY, MIN_INTENSITY,
+    open_backend, open_devices, BackendChoice, BackendKind, NonceSearcher, WorkKind,
+    DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::api::StatusApi;
 use crate::mining::gbt::Gbt;
@@ -428,9 +428,19 @@ impl Mine {
             }
             None => None,
         };
-        let stats = miner::run(source.as_mut(), &backends, &config, &INTERRUPTED, |event| {
-            print(&event);
-        })?;
+        let searchers: Vec<Arc<dyn NonceSearcher>> = backends
+            .into_iter()
+            .map(|b| b as Arc<dyn NonceSearcher>)
+            .collect();
+        let stats = miner::run(
+            source.as_mut(),
+            &searchers,
+            &config,
+            &INTERRUPTED,
+            |event| {
+                print(&event);
+            },
+        )?;
         tracing::debug!("mined: {stats:?}");
         Ok(ExitCode::SUCCESS)
     }

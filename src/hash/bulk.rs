@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Backend, HashError, Sha256Digest};
+use super::{BulkHasher, HashError, Sha256Digest};
 
 /// The message algorithms bulk work uses (BitTorrent v1 pieces, or SHA-256 of whole messages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -161,7 +161,7 @@ const BATCH_BYTES: u64 = 64 << 20;
 ///
 /// # Errors
 /// A failure of `backend`.
-pub fn hash_in_memory<B: Backend + ?Sized>(
+pub fn hash_in_memory<B: BulkHasher + ?Sized>(
     backend: &B,
     job: &BulkJob<'_>,
     items: &mut dyn Iterator<Item = BulkItem>,
@@ -258,8 +258,8 @@ pub fn read_into(item: &BulkItem, source: &dyn BulkSource, dst: &mut [u8]) -> bo
 /// # Errors
 /// A non-device failure of `primary`, or any failure of `fallback`.
 pub fn hash_with_fallback(
-    primary: &dyn Backend,
-    fallback: &dyn Backend,
+    primary: &dyn BulkHasher,
+    fallback: &dyn BulkHasher,
     on_failure: impl FnOnce(&HashError),
     job: &BulkJob<'_>,
     items: &mut dyn Iterator<Item = BulkItem>,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::bulk::{self, BulkItem, BulkJob, BulkReport, BulkResult};
 use super::cpu::CpuBackend;
 use super::{
-    Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
+    Algo, Backend, BackendKind, BulkHasher, Device, HashError, NonceSearcher, ScanJob, ScanOutcome,
+    Sha1Digest, Sha256Digest,
 };
 
 /// A primary backend with the CPU behind it.
@@ -50,7 +51,7 @@ impl FallbackBackend {
     }
 }
 
-impl Backend for FallbackBackend {
+impl Device for FallbackBackend {
     fn name(&self) -> String {
         if self.has_failed_over() {
             format!("{} (after {} failed)", self.cpu.name(), self.primary.name())
@@ -67,6 +68,12 @@ impl Backend for FallbackBackend {
         }
     }
 
+    fn device_stats(&self) -> Vec<super::DeviceStats> {
+        self.primary.device_stats()
+    }
+}
+
+impl BulkHasher for FallbackBackend {
     fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
         self.run(|b| b.sha1_pieces(data, piece_len))
     }
@@ -107,7 +114,9 @@ impl Backend for FallbackBackend {
             self.primary.bulk_shape(piece_len, memory)
         }
     }
+}
 
+impl NonceSearcher for FallbackBackend {
     fn scan_slice(&self) -> u64 {
         if self.has_failed_over() {
             self.cpu.scan_slice()
@@ -124,10 +133,6 @@ impl Backend for FallbackBackend {
 
     fn set_intensity(&self, intensity: u8) {
         self.primary.set_intensity(intensity);
-    }
-
-    fn device_stats(&self) -> Vec<super::DeviceStats> {
-        self.primary.device_stats()
     }
 
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {

@@ -1,5 +1,6 @@
-//! The hashing engine: one [`Backend`] trait, a rayon CPU implementation (the oracle) and a
-//! wgpu GPU implementation whose every reported nonce is re-checked on the CPU.
+//! The hashing engine: two jobs, [`BulkHasher`] and [`NonceSearcher`] ([`Backend`] does both),
+//! a rayon CPU implementation (the oracle) and a wgpu GPU implementation whose every reported
+//! nonce is re-checked on the CPU.
 
 pub mod bulk;
 pub mod cpu;
@@ -145,21 +146,31 @@ pub enum BackendKind {
     Gpu,
 }
 
-/// What [`Backend::tune`] aims for unless told otherwise: one scan call (one GPU dispatch)
+/// What [`NonceSearcher::tune`] aims for unless told otherwise: one scan call (one GPU dispatch)
 /// short enough to drop stale work quickly, long enough to keep a GPU busy.
 pub const DEFAULT_DISPATCH: std::time::Duration = std::time::Duration::from_millis(30);
-/// The `--intensity` range for [`Backend::set_intensity`]: 2^12 is the smallest dispatch lavapipe
+/// The `--intensity` range for [`NonceSearcher::set_intensity`]: 2^12 is the smallest dispatch lavapipe
 /// fills, 2^31 the largest nonce range a dispatch can take.
 pub const MIN_INTENSITY: u8 = 12;
 pub const MAX_INTENSITY: u8 = 31;
 
-/// Batched hashing work. Implementations must agree bit for bit; the CPU one is the oracle.
-pub trait Backend: Send + Sync {
+/// A device that hashes: its name in reports and its kind. The two jobs it can do are
+/// [`BulkHasher`] (torrent pieces, messages) and [`NonceSearcher`] (sha256d mining).
+pub trait Device: Send + Sync {
     /// A short name for reports, e.g. `cpu (2 threads, sha-ni)` or `gpu:0 (NVIDIA H100)`.
     fn name(&self) -> String;
 
     fn kind(&self) -> BackendKind;
 
+    /// Per-device counters for backends made of several devices; empty for a single device.
+    fn device_stats(&self) -> Vec<DeviceStats> {
+        Vec::new()
+    }
+}
+
+/// Bulk hashing: torrent pieces, v2 blocks and merkle pairs, messages of any length.
+/// Implementations must agree bit for bit; the CPU one is the oracle.
+pub trait BulkHasher: Device {
     /// SHA-1 of `data` split into pieces of `piece_len` bytes, the last one possibly shorter.
     ///
     /// # Errors
@@ -189,7 +200,7 @@ pub trait Backend: Send + Sync {
     /// Bulk hashing of messages the backend reads itself through `source`: each item's whole
     /// digest with `job.algo` (if any) and the SHA-256 of its v2 blocks, answered through `sink` as
     /// each completes (in any order). `job.memory` bounds the buffers in flight. Backends without
-    /// a streaming engine read each message whole and use [`Backend::digest_messages`].
+    /// a streaming engine read each message whole and use [`BulkHasher::digest_messages`].
     ///
     /// # Errors
     /// A device failure.
@@ -202,19 +213,23 @@ pub trait Backend: Send + Sync {
         bulk::hash_in_memory(self, job, items, sink)
     }
 
-    /// The shape [`Backend::hash_items`] takes on this device for messages of `piece_len`
+    /// The shape [`BulkHasher::hash_items`] takes on this device for messages of `piece_len`
     /// bytes within `memory`; `None` where bulk work has no rounds (the CPU).
     fn bulk_shape(&self, _piece_len: u64, _memory: u64) -> Option<gpu::BulkShape> {
         None
     }
+}
 
-    /// Nonces worth giving one [`Backend::scan`] call: enough to keep the device busy, few
-    /// enough that progress and new work are noticed quickly (see [`Backend::tune`]).
+/// The sha256d nonce search from a midstate, sized and tuned per device. Every nonce an
+/// implementation reports has passed the CPU re-check.
+pub trait NonceSearcher: Device {
+    /// Nonces worth giving one [`NonceSearcher::scan`] call: enough to keep the device busy, few
+    /// enough that progress and new work are noticed quickly (see [`NonceSearcher::tune`]).
     fn scan_slice(&self) -> u64 {
         1 << 24
     }
 
-    /// Sizes [`Backend::scan_slice`] so one scan call (on a GPU, one dispatch) takes about
+    /// Sizes [`NonceSearcher::scan_slice`] so one scan call (on a GPU, one dispatch) takes about
     /// `target`, by measuring; returns the nonces per call chosen.
     ///
     /// # Errors
@@ -226,17 +241,17 @@ pub trait Backend: Send + Sync {
     /// Fixes the nonces per device dispatch at `2^intensity` (GPU only; the CPU ignores it).
     fn set_intensity(&self, _intensity: u8) {}
 
-    /// Per-device counters for backends made of several devices; empty for a single device.
-    fn device_stats(&self) -> Vec<DeviceStats> {
-        Vec::new()
-    }
-
     /// Searches a nonce range; every reported nonce has passed the CPU re-check.
     ///
     /// # Errors
     /// A device failure.
     fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError>;
 }
+
+/// Both jobs on one device: what `--backend` opens. Every type that does both is one.
+pub trait Backend: BulkHasher + NonceSearcher {}
+
+impl<T: BulkHasher + NonceSearcher + ?Sized> Backend for T {}
 
 /// Splits `data` into pieces of `piece_len` bytes, the last one possibly shorter.
 ///

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::bulk::{self, BulkItem, BulkJob, BulkReport, BulkResult};
 use super::{
-    Algo, Backend, BackendKind, HashError, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
+    Algo, Backend, BackendKind, BulkHasher, Device, HashError, NonceSearcher, ScanJob, ScanOutcome,
+    Sha1Digest, Sha256Digest,
 };
 
 /// What one device has done so far.
@@ -132,7 +133,7 @@ impl MultiBackend {
     }
 }
 
-impl Backend for MultiBackend {
+impl Device for MultiBackend {
     fn name(&self) -> String {
         let names: Vec<String> = self.live().map(|(d, _)| d.name()).collect();
         format!("{} devices: {}", names.len(), names.join(" + "))
@@ -146,6 +147,25 @@ impl Backend for MultiBackend {
         }
     }
 
+    fn device_stats(&self) -> Vec<DeviceStats> {
+        self.devices
+            .iter()
+            .map(|(device, c)| {
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = c.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                DeviceStats {
+                    name: device.name(),
+                    hashes: c.hashes.load(Ordering::Relaxed),
+                    seconds,
+                    hw_errors: c.hw_errors.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
+
+impl BulkHasher for MultiBackend {
     fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
         self.first_live(|b| b.sha1_pieces(data, piece_len))
     }
@@ -189,7 +209,9 @@ impl Backend for MultiBackend {
     fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<super::gpu::BulkShape> {
         self.live().next()?.0.bulk_shape(piece_len, memory)
     }
+}
 
+impl NonceSearcher for MultiBackend {
     fn scan_slice(&self) -> u64 {
         self.live().map(|(d, _)| d.scan_slice()).sum::<u64>().max(1)
     }
@@ -236,23 +258,6 @@ impl Backend for MultiBackend {
         total.hashes = job.count;
         Ok(total)
     }
-
-    fn device_stats(&self) -> Vec<DeviceStats> {
-        self.devices
-            .iter()
-            .map(|(device, c)| {
-                #[allow(clippy::cast_precision_loss)]
-                let seconds = c.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-                DeviceStats {
-                    name: device.name(),
-                    hashes: c.hashes.load(Ordering::Relaxed),
-                    seconds,
-                    hw_errors: c.hw_errors.load(Ordering::Relaxed),
-                    failed: c.failed.load(Ordering::Relaxed),
-                }
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -275,31 +280,42 @@ mod tests {
         Err(HashError::ZeroPieceLength)
     }
 
-    impl Backend for Broken {
+    impl Device for Broken {
         fn name(&self) -> String {
             "broken".to_owned()
         }
+
         fn kind(&self) -> BackendKind {
             BackendKind::Gpu
         }
+    }
+
+    impl BulkHasher for Broken {
         fn sha1_pieces(&self, _: &[u8], _: usize) -> Result<Vec<Sha1Digest>, HashError> {
             unused()
         }
+
         fn sha256_pieces(&self, _: &[u8], _: usize) -> Result<Vec<Sha256Digest>, HashError> {
             unused()
         }
+
         fn sha256_pairs(&self, _: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
             unused()
         }
+
         fn digest_messages(&self, _: Algo, _: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
             Err(HashError::Gpu {
                 adapter: self.name(),
                 message: "lost".to_owned(),
             })
         }
+    }
+
+    impl NonceSearcher for Broken {
         fn scan_slice(&self) -> u64 {
             1 << 14
         }
+
         fn scan(&self, _: &ScanJob) -> Result<ScanOutcome, HashError> {
             self.0.store(true, Ordering::SeqCst);
             Err(HashError::Gpu {
@@ -309,28 +325,39 @@ mod tests {
         }
     }
 
-    impl Backend for Patient {
+    impl Device for Patient {
         fn name(&self) -> String {
             self.0.name()
         }
+
         fn kind(&self) -> BackendKind {
             BackendKind::Cpu
         }
+    }
+
+    impl BulkHasher for Patient {
         fn sha1_pieces(&self, d: &[u8], n: usize) -> Result<Vec<Sha1Digest>, HashError> {
             self.0.sha1_pieces(d, n)
         }
+
         fn sha256_pieces(&self, d: &[u8], n: usize) -> Result<Vec<Sha256Digest>, HashError> {
             self.0.sha256_pieces(d, n)
         }
+
         fn sha256_pairs(&self, n: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
             self.0.sha256_pairs(n)
         }
+
         fn digest_messages(&self, a: Algo, m: &[&[u8]]) -> Result<Vec<Vec<u8>>, HashError> {
             self.0.digest_messages(a, m)
         }
+    }
+
+    impl NonceSearcher for Patient {
         fn scan_slice(&self) -> u64 {
             1 << 14
         }
+
         fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
             let deadline = Instant::now() + Duration::from_secs(30);
             while !self.1.load(Ordering::SeqCst) && Instant::now() < deadline {

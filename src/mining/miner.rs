@@ -15,7 +15,7 @@ use super::job::{Job, Solution};
 use super::source::{SourceError, SourceEvent, WorkSource};
 use super::status::{DeviceStatus, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS};
 use super::target;
-use crate::hash::{Backend, BackendKind, KernelTarget, ScanJob, DEFAULT_DISPATCH};
+use crate::hash::{BackendKind, KernelTarget, NonceSearcher, ScanJob, DEFAULT_DISPATCH};
 
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
 /// this many per scan.
@@ -224,7 +224,7 @@ enum FromHasher {
 /// until a new job arrives or the job is used up.
 fn hash_loop(
     shared: &Shared,
-    backend: &dyn Backend,
+    backend: &dyn NonceSearcher,
     counters: &DeviceCounters,
     announce: bool,
     out: &Sender<FromHasher>,
@@ -348,7 +348,7 @@ fn bad_solution(job: &Arc<Job>) -> Option<Solution> {
 }
 
 /// Sizes one device's work as `config` asks; returns how (`auto` or `intensity`).
-fn tune_device(backend: &dyn Backend, config: &MinerConfig) -> Result<&'static str, String> {
+fn tune_device(backend: &dyn NonceSearcher, config: &MinerConfig) -> Result<&'static str, String> {
     match config.intensity {
         Some(intensity) if backend.kind() == BackendKind::Gpu => {
             backend.set_intensity(intensity);
@@ -599,7 +599,7 @@ impl<E: FnMut(Timed)> Driver<'_, E> {
 /// A fatal work source problem (bad credentials, an address the node refuses, bad work).
 pub fn run(
     source: &mut dyn WorkSource,
-    backends: &[Arc<dyn Backend>],
+    backends: &[Arc<dyn NonceSearcher>],
     config: &MinerConfig,
     interrupt: &AtomicBool,
     emit: impl FnMut(Timed),

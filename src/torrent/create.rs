@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bendy::encoding::Encoder;
 use bendy::value::Value;
 
-use crate::hash::{Backend, Sha1Digest, Sha256Digest};
+use crate::hash::{BulkHasher, Sha1Digest, Sha256Digest};
 
 use super::layout::{FileEntry, Layout, LayoutError, PieceScheme, TorrentPath, BLOCK_SIZE};
 use super::merkle;
@@ -154,7 +154,7 @@ pub struct Created {
 /// # Errors
 /// A bad piece length, a file that changes while hashing, a backend failure.
 pub fn create(
-    backend: &dyn Backend,
+    backend: &dyn BulkHasher,
     name: &str,
     files: &[ContentFile],
     single_file: bool,

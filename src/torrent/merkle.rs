@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::hash::{Backend, HashError, Sha256Digest};
+use crate::hash::{BulkHasher, HashError, Sha256Digest};
 
 use super::layout::BLOCK_SIZE;
 
@@ -15,7 +15,7 @@ pub trait PairHasher {
     fn pairs(&self, layer: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError>;
 }
 
-impl PairHasher for dyn Backend + '_ {
+impl PairHasher for dyn BulkHasher + '_ {
     fn pairs(&self, layer: &[Sha256Digest]) -> Result<Vec<Sha256Digest>, HashError> {
         self.sha256_pairs(layer)
     }
@@ -101,7 +101,7 @@ pub fn leaf_width(blocks: u64, file_length: u64, piece_length: u64) -> u64 {
 mod tests {
     use super::*;
 
-    fn cpu() -> &'static dyn Backend {
+    fn cpu() -> &'static dyn BulkHasher {
         static CPU: std::sync::OnceLock<crate::hash::cpu::CpuBackend> = std::sync::OnceLock::new();
         CPU.get_or_init(crate::hash::cpu::CpuBackend::inline)
     }

@@ -529,7 +529,7 @@ fn parse_piece_layers(
             .chunks_exact(32)
             .map(|c| c.try_into().expect("32-byte chunks"))
             .collect();
-        let cpu: &dyn crate::hash::Backend = &CpuBackend::inline();
+        let cpu: &dyn crate::hash::BulkHasher = &CpuBackend::inline();
         let computed = merkle::root_from_piece_layer(cpu, &hashes, layout.piece_length)
             .map_err(|e| MetainfoError::Bencode(e.to_string()))?;
         if computed != root {

@@ -1,5 +1,5 @@
 //! BitTorrent metainfo: parsing (v1, v2, hybrid), piece layout, v2 merkle trees, and the
-//! streaming verify and create engines that hash on any [`crate::hash::Backend`].
+//! streaming verify and create engines that hash on any [`crate::hash::BulkHasher`].
 
 pub mod create;
 pub mod layout;

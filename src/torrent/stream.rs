@@ -1,5 +1,5 @@
 //! The streaming engine shared by verify and create: every piece becomes bulk work for the
-//! backend ([`Backend::hash_items`]), which reads it through positioned reads of the files. On
+//! backend ([`BulkHasher::hash_items`]), which reads it through positioned reads of the files. On
 //! the CPU every core reads a chunk of whole pieces and hashes it while the bytes are still in
 //! its cache; on a GPU thousands of pieces are in flight, a slice of each per round. Peak
 //! memory is the buffers in flight, fixed by `--memory`, whatever the torrent size.
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use crate::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, BulkSource, Extent};
-use crate::hash::{Backend, BackendKind, HashError, Sha1Digest, Sha256Digest};
+use crate::hash::{BackendKind, BulkHasher, HashError, Sha1Digest, Sha256Digest};
 
 use super::layout::{Layout, PieceSpans, BLOCK_SIZE};
 use super::merkle;
@@ -129,7 +129,7 @@ pub fn check_files(layout: &Layout, paths: &[PathBuf]) -> Vec<FileState> {
 /// # Errors
 /// A backend failure or a memory limit below three pieces.
 pub fn run(
-    backend: &dyn Backend,
+    backend: &dyn BulkHasher,
     layout: &Layout,
     paths: &[PathBuf],
     want: Want,
@@ -175,7 +175,7 @@ const RESULT_BATCH: usize = 4096;
 /// reads every piece a slice at a time straight into its upload buffers, thousands in flight.
 /// v2 leaves come back with the SHA-1 digests and the merkle layers are reduced in batches.
 fn hash_pieces(
-    backend: &dyn Backend,
+    backend: &dyn BulkHasher,
     layout: &Layout,
     paths: &[PathBuf],
     want: Want,
@@ -239,7 +239,7 @@ fn hash_pieces(
 
 /// Turns the backend's answers into piece results, reducing the v2 leaves to piece hashes.
 fn device_results(
-    backend: &dyn Backend,
+    backend: &dyn BulkHasher,
     layout: &Layout,
     want: Want,
     answered: Vec<(Slot, BulkResult)>,
@@ -387,7 +387,7 @@ struct PieceLeaves {
 /// The v2 piece hash (or the file root, for a file no longer than a piece) of each piece, with
 /// pieces grouped by leaf width (a power of two) so each group reduces a layer at a time.
 fn v2_roots(
-    backend: &dyn Backend,
+    backend: &dyn BulkHasher,
     layout: &Layout,
     pieces: Vec<PieceLeaves>,
 ) -> Result<Vec<Sha256Digest>, HashError> {

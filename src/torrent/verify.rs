@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::hash::Backend;
+use crate::hash::BulkHasher;
 
 use super::metainfo::{Metainfo, Version};
 use super::stream::{self, FileState, PieceResult, StreamError, Want};
@@ -95,7 +95,7 @@ pub fn locate(meta: &Metainfo, data: &Path) -> Vec<PathBuf> {
 pub fn verify(
     meta: &Metainfo,
     paths: &[PathBuf],
-    backend: &dyn Backend,
+    backend: &dyn BulkHasher,
     memory: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, StreamError> {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::bulk::{BulkItem, BulkJob, BulkReport, BulkResult};
 use super::{
-    check_pairs, split_pieces, Algo, Backend, BackendKind, HashError, KernelTarget, ScanJob,
-    ScanOutcome, Sha1Digest, Sha256Digest,
+    check_pairs, split_pieces, Algo, BackendKind, BulkHasher, Device, HashError, KernelTarget,
+    NonceSearcher, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
 };
 
 /// The SHA-256 initial hash value.
@@ -136,7 +136,7 @@ fn digest_one(algo: Algo, message: &[u8]) -> Vec<u8> {
     }
 }
 
-impl Backend for CpuBackend {
+impl Device for CpuBackend {
     fn name(&self) -> String {
         format!(
             "cpu ({} threads, {})",
@@ -148,7 +148,9 @@ impl Backend for CpuBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Cpu
     }
+}
 
+impl BulkHasher for CpuBackend {
     fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
         let pieces = split_pieces(data, piece_len)?;
         Ok(self.map(&pieces, |p| Sha1::digest(p).into()))
@@ -185,7 +187,9 @@ impl Backend for CpuBackend {
     ) -> Result<BulkReport, HashError> {
         bulk::hash_items(self.threads, job, items, sink)
     }
+}
 
+impl NonceSearcher for CpuBackend {
     fn scan_slice(&self) -> u64 {
         self.slice.load(Ordering::Relaxed)
     }

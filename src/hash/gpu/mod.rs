@@ -24,8 +24,8 @@ pub use scan::ScanShape;
 
 use super::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, Extent, MemorySource};
 use super::{
-    check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, HashError, KernelTarget, ScanJob,
-    ScanOutcome, Sha1Digest, Sha256Digest,
+    check_pairs, cpu, split_pieces, Algo, BackendKind, BulkHasher, Device, HashError, KernelTarget,
+    NonceSearcher, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
 };
 
 /// The default `--memory` for bulk work on a GPU: three rounds of 4,096+ lanes of 64 KiB
@@ -356,7 +356,7 @@ fn fixed<const N: usize>(digests: Vec<Vec<u8>>) -> Vec<[u8; N]> {
         .collect()
 }
 
-impl Backend for GpuBackend {
+impl Device for GpuBackend {
     fn name(&self) -> String {
         format!(
             "gpu:{} ({}, {})",
@@ -367,7 +367,9 @@ impl Backend for GpuBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Gpu
     }
+}
 
+impl BulkHasher for GpuBackend {
     fn sha1_pieces(&self, data: &[u8], piece_len: usize) -> Result<Vec<Sha1Digest>, HashError> {
         let pieces = split_pieces(data, piece_len)?;
         Ok(fixed(self.digest(BlockAlgo::Sha1, &pieces)?))
@@ -415,7 +417,9 @@ impl Backend for GpuBackend {
     fn bulk_shape(&self, piece_len: u64, memory: u64) -> Option<BulkShape> {
         Some(self.shape_for(piece_len, memory))
     }
+}
 
+impl NonceSearcher for GpuBackend {
     fn scan_slice(&self) -> u64 {
         u64::from(self.scan_shape().batch)
     }
