@@ -87,6 +87,13 @@ pub trait BulkSource: Sync {
     /// Fills `dst` with bytes `offset..offset + dst.len()` of `source`; false when they cannot
     /// all be read (the message is then reported unreadable).
     fn read(&self, source: usize, offset: u64, dst: &mut [u8]) -> bool;
+
+    /// Bytes `offset..offset + len` of `source` mapped in place, for a backend that hashes
+    /// without copying; `None` (the default) where the source cannot be mapped, and the
+    /// backend then uses [`BulkSource::read`].
+    fn map(&self, _source: usize, _offset: u64, _len: usize) -> Option<super::cpu::MappedWindow> {
+        None
+    }
 }
 
 /// Sources that are buffers in memory, numbered by position.

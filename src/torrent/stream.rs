@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use crate::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, BulkSource, Extent};
+use crate::hash::cpu::MappedWindow;
 use crate::hash::{BackendKind, BulkHasher, HashError, Sha1Digest, Sha256Digest};
 
 use super::layout::{Layout, PieceSpans, BLOCK_SIZE};
@@ -312,6 +313,17 @@ impl<'a> FileSource<'a> {
 }
 
 impl BulkSource for FileSource<'_> {
+    fn map(&self, file: usize, offset: u64, len: usize) -> Option<MappedWindow> {
+        let state = self.states.lock().unwrap_or_else(PoisonError::into_inner)[file];
+        if self.layout.files[file].pad
+            || !matches!(state, FileState::Present | FileState::WrongSize)
+        {
+            return None;
+        }
+        let handle = self.files[file].get_or_init(|| File::open(&self.paths[file]).ok());
+        MappedWindow::new(handle.as_ref()?, offset, len)
+    }
+
     fn read(&self, file: usize, offset: u64, dst: &mut [u8]) -> bool {
         use std::os::unix::fs::FileExt;
         let state = self.states.lock().unwrap_or_else(PoisonError::into_inner)[file];

@@ -2,6 +2,7 @@
 //! hand-written SHA-NI sha256d nonce search. It is the oracle the GPU is checked against.
 
 mod bulk;
+mod mapped;
 pub mod sha256d;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use super::{
 };
 
 /// The SHA-256 initial hash value.
+pub use mapped::MappedWindow;
 pub use sha256d::IV as SHA256_IV;
 
 /// Nonces one rayon task searches: small enough to balance, large enough to amortize.
