@@ -1,10 +1,15 @@
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
 
 use super::{progress, size, BackendArg};
+use crate::torrent::resume::{self, Resume};
 use crate::torrent::stream;
 use crate::torrent::verify::{self, FileStatus, VerifyReport};
+use crate::torrent::Metainfo;
 
 pub const BYTES_TEMPLATE: &str =
     "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}";
@@ -27,11 +32,18 @@ pub struct Verify {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also write libtorrent resume data holding the pieces found good (qBittorrent's
+    /// `BT_backup/<id>.fastresume`), so the client skips its recheck; never replaces a file.
+    #[arg(long, value_name = "FILE")]
+    resume_out: Option<PathBuf>,
 }
 
 impl Verify {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let meta = super::info::load(&self.torrent)?;
+        if let Some(out) = &self.resume_out {
+            refuse_existing(out)?;
+        }
         let backend = self
             .backend
             .open_resilient(super::torrent_work(meta.version))?;
@@ -42,6 +54,9 @@ impl Verify {
             .unwrap_or_else(|| stream::default_memory(backend.kind()));
         let report = verify::verify(&meta, &paths, &*backend, memory, |n| bar.inc(n))?;
         bar.finish_and_clear();
+        if let Some(out) = &self.resume_out {
+            write_resume(&meta, &report, &paths, out)?;
+        }
         if self.json {
             super::print_json(&report)?;
         } else {
@@ -94,4 +109,51 @@ fn print_summary(report: &VerifyReport) -> std::io::Result<()> {
         writeln!(out, "{}", super::bench::describe_device(device))?;
     }
     writeln!(out, "{}", if report.ok { "OK" } else { "FAILED" })
+}
+
+/// Checked before hashing, so a taken name costs nothing; `create_new` closes the race later.
+fn refuse_existing(out: &Path) -> anyhow::Result<()> {
+    if out.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{}: exists; --resume-out never replaces a file",
+            out.display()
+        );
+    }
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty());
+    if dir.is_some_and(|d| !d.is_dir()) {
+        anyhow::bail!("{}: no such directory for --resume-out", out.display());
+    }
+    Ok(())
+}
+
+fn write_resume(
+    meta: &Metainfo,
+    report: &VerifyReport,
+    paths: &[PathBuf],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let resume = Resume::from_verify(meta, report, paths, now)?;
+    let bytes = resume.encode()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("{}: --resume-out never replaces a file", out.display()))?;
+    if let Err(e) = file.write_all(&bytes) {
+        drop(file);
+        let _ = std::fs::remove_file(out);
+        return Err(e).with_context(|| format!("writing {}", out.display()));
+    }
+    eprintln!(
+        "resume data ({} of {} pieces) in {}; for qBittorrent: BT_backup/{id}.fastresume beside \
+         BT_backup/{id}.torrent",
+        resume.have_count(),
+        report.pieces_total,
+        out.display(),
+        id = resume::qbittorrent_id(meta),
+    );
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod layout;
 pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
+pub mod resume;
 pub mod stream;
 pub mod verify;
 
