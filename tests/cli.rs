@@ -1291,7 +1291,7 @@ fn an_unreadable_file_is_unreadable_in_every_run_and_its_neighbours_are_not_blam
     }
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let locked = std::path::Path::new(&save).join("pl").join("c.bin");
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     for (torrent, neighbours) in [(&v1, "shares_bad_piece"), (&hybrid, "ok")] {
         for attempt in 0..3 {
             let mut cmd = util::peerhash(&["verify", torrent.to_str().unwrap(), &save, "--json"]);
