@@ -934,3 +934,473 @@ fn mine_reads_the_default_config_file_unless_told_not_to() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
 }
+
+/// Seven files laid out so that, in a v1 torrent of 16 KiB pieces, pieces 2, 4, 6, 7 and 8
+/// are shared by two or three files and the rest lie wholly in one.
+const SPREAD: [(&str, usize); 7] = [
+    ("a.bin", 40_000),
+    ("b.bin", 30_000),
+    ("c.bin", 3_000),
+    ("d.bin", 30_000),
+    ("e.bin", 20_000),
+    ("f.bin", 10_000),
+    ("g.bin", 40_000),
+];
+
+/// Writes the payload as `save/pl/...` and makes a torrent of it with `flags`.
+fn spread_torrent(dir: &std::path::Path, flags: &[&str]) -> (std::path::PathBuf, String) {
+    let content = dir.join("save").join("pl");
+    std::fs::create_dir_all(&content).unwrap();
+    for (i, (name, length)) in SPREAD.iter().enumerate() {
+        let data: Vec<u8> = (0..*length).map(|j| (j * 7 + i * 13) as u8).collect();
+        std::fs::write(content.join(name), data).unwrap();
+    }
+    let torrent = dir.join(format!("pl{}.torrent", flags.join("")));
+    let torrent_arg = torrent.to_str().unwrap();
+    let content_arg = content.to_str().unwrap();
+    let mut args = vec!["create", content_arg, "--piece-size", "16K", "--no-date"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["-o", torrent_arg]);
+    let made = run(&args);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    (torrent, dir.join("save").to_str().unwrap().to_owned())
+}
+
+/// Flips a byte of a.bin (in piece 0, which lies wholly in it), deletes c.bin (inside shared
+/// piece 4) and cuts the last byte of e.bin (inside shared piece 7).
+fn damage_spread(save: &str) {
+    let content = std::path::Path::new(save).join("pl");
+    let a = content.join("a.bin");
+    let mut data = std::fs::read(&a).unwrap();
+    data[100] ^= 1;
+    std::fs::write(&a, data).unwrap();
+    std::fs::remove_file(content.join("c.bin")).unwrap();
+    let e = content.join("e.bin");
+    let data = std::fs::read(&e).unwrap();
+    std::fs::write(&e, &data[..data.len() - 1]).unwrap();
+}
+
+fn file_entry<'a>(report: &'a Value, path: &str) -> &'a Value {
+    report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in {report}"))
+}
+
+#[test]
+fn verify_names_each_file_state_and_blames_only_the_damaged_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, save) = spread_torrent(dir.path(), &[]);
+    let torrent = torrent.to_str().unwrap();
+    let good = run(&["verify", torrent, &save, "--backend", "cpu"]);
+    assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
+    let text = stdout(&good);
+    assert!(text.starts_with("pl (v1, 11 pieces of 16 KiB)\n"), "{text}");
+    assert!(text.contains("files: 7 ok\n"), "{text}");
+    assert!(
+        text.contains("pieces: 0 of 11 bad, 100.0% complete\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\nOK\n"), "{text}");
+
+    damage_spread(&save);
+    let out = run(&["verify", torrent, &save, "--backend", "cpu", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["version"], "v1");
+    assert_eq!(report["bad_pieces"], serde_json::json!([0, 4, 7]));
+    // Three whole pieces of 173000 bytes are bad: 123848 / 173000 = 71.58%, rounded down.
+    assert_eq!(report["percent_complete"], 71.5);
+    // (status, global bad pieces, percent complete): the bytes of each file in bad pieces
+    // (a: piece 0 = 16384 of 40000; b: 70000 - 65536 = 4464 of 30000 in piece 4; ...).
+    let expected = [
+        ("a.bin", "corrupt", vec![0], 59.0),
+        ("b.bin", "shares_bad_piece", vec![4], 85.1),
+        ("c.bin", "missing", vec![4], 0.0),
+        ("d.bin", "shares_bad_piece", vec![4], 70.2),
+        ("e.bin", "wrong_size", vec![7], 58.4),
+        ("f.bin", "shares_bad_piece", vec![7], 19.2),
+        ("g.bin", "ok", vec![], 100.0),
+    ];
+    for (path, status, bad, percent) in expected {
+        let file = file_entry(&report, path);
+        assert_eq!(file["status"], status, "{path}: {report}");
+        assert_eq!(
+            file["bad_pieces"],
+            serde_json::json!(bad),
+            "{path}: {report}"
+        );
+        assert_eq!(file["percent_complete"], percent, "{path}: {report}");
+    }
+
+    let out = run(&["verify", torrent, &save, "--backend", "cpu"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for line in [
+        "  corrupt           a.bin  (1 bad piece, 59.0% complete)\n",
+        "  shares bad piece  b.bin  (1 bad piece, 85.1% complete)\n",
+        "  missing           c.bin\n",
+        "  wrong size        e.bin  (1 bad piece, 58.4% complete)\n",
+        "files: 1 ok, 1 corrupt, 3 shares bad piece, 1 missing, 1 wrong size\n",
+        "pieces: 3 of 11 bad, 71.5% complete\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    assert!(text.ends_with("\nBAD\n"), "{text}");
+    assert!(!text.contains("FAILED") && !text.contains("V1"), "{text}");
+
+    // In a hybrid torrent every file starts a piece: nothing is shared, only the damaged
+    // files are reported, and file pieces are global indices as in `bad_pieces`.
+    let hybrid_dir = tempfile::tempdir().unwrap();
+    let (torrent, save) = spread_torrent(hybrid_dir.path(), &["--hybrid"]);
+    damage_spread(&save);
+    let out = run(&["verify", torrent.to_str().unwrap(), &save, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["version"], "hybrid");
+    // Pieces per file: a 0-2, b 3-4, c 5, d 6-7, e 8-9, f 10, g 11-13.
+    assert_eq!(report["bad_pieces"], serde_json::json!([0, 5, 9]));
+    for (path, status, bad) in [
+        ("a.bin", "corrupt", vec![0]),
+        ("b.bin", "ok", vec![]),
+        ("c.bin", "missing", vec![5]),
+        ("d.bin", "ok", vec![]),
+        ("e.bin", "wrong_size", vec![9]),
+        ("f.bin", "ok", vec![]),
+    ] {
+        let file = file_entry(&report, path);
+        assert_eq!(file["status"], status, "{path}: {report}");
+        assert_eq!(
+            file["bad_pieces"],
+            serde_json::json!(bad),
+            "{path}: {report}"
+        );
+    }
+    assert_eq!(report["v1_v2_disagree"], serde_json::json!([]));
+}
+
+#[test]
+fn verify_counts_in_plurals_and_spells_the_version_as_json_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, save) = spread_torrent(dir.path(), &["--v2"]);
+    let a = std::path::Path::new(&save).join("pl").join("a.bin");
+    let mut data = std::fs::read(&a).unwrap();
+    data[100] ^= 1;
+    data[20_000] ^= 1;
+    std::fs::write(&a, data).unwrap();
+    let out = run(&[
+        "verify",
+        torrent.to_str().unwrap(),
+        &save,
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("pl (v2, "), "{text}");
+    // 40000 bytes: pieces of 16384, 16384 and 7232; two bad leave 7232 = 18.08%.
+    assert!(
+        text.contains("  corrupt           a.bin  (2 bad pieces, 18.0% complete)\n"),
+        "{text}"
+    );
+    assert!(text.contains("files: 6 ok, 1 corrupt\n"), "{text}");
+    let report = json(&run(&[
+        "verify",
+        torrent.to_str().unwrap(),
+        &save,
+        "--json",
+    ]));
+    assert_eq!(report["version"], "v2");
+    // v2-only: a.bin's pieces are global 0-2, the same numbering as the report's.
+    assert_eq!(report["bad_pieces"], serde_json::json!([0, 1]));
+    assert_eq!(
+        file_entry(&report, "a.bin")["bad_pieces"],
+        serde_json::json!([0, 1])
+    );
+}
+
+/// A v1 torrent whose piece hashes are all wrong; a file's path is `/`-separated.
+fn bencode_v1(name: &str, comment: &str, announce: &str, files: &[(&str, usize)]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(format!("{}:", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    }
+    let total: usize = files.iter().map(|f| f.1).sum();
+    let pieces = total.div_ceil(16384);
+    let mut out = b"d".to_vec();
+    string(&mut out, b"announce");
+    string(&mut out, announce.as_bytes());
+    string(&mut out, b"comment");
+    string(&mut out, comment.as_bytes());
+    string(&mut out, b"info");
+    out.extend_from_slice(b"d5:filesl");
+    for (path, length) in files {
+        out.extend_from_slice(format!("d6:lengthi{length}e4:pathl").as_bytes());
+        for component in path.split('/') {
+            string(&mut out, component.as_bytes());
+        }
+        out.extend_from_slice(b"ee");
+    }
+    out.extend_from_slice(b"e");
+    string(&mut out, b"name");
+    string(&mut out, name.as_bytes());
+    out.extend_from_slice(b"12:piece lengthi16384e");
+    string(&mut out, b"pieces");
+    string(&mut out, &vec![0xAB; 20 * pieces]);
+    out.extend_from_slice(b"ee");
+    out
+}
+
+const FORGED: &str = "a.bin\nOK\n\x1b[8m";
+
+#[test]
+fn control_characters_from_a_torrent_never_reach_the_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = dir.path().join("evil.torrent");
+    let name = "evil\x1b]0;title\x07";
+    let comment = "hi\x1b[2J\rthere\u{9b}";
+    let announce = "http://t.example/\r\x1b[1A";
+    std::fs::write(
+        &torrent,
+        bencode_v1(name, comment, announce, &[(FORGED, 1000), ("z.bin", 10)]),
+    )
+    .unwrap();
+    let content = dir.path().join(name);
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join(FORGED), vec![1u8; 1000]).unwrap();
+    std::fs::write(content.join("z.bin"), vec![2u8; 10]).unwrap();
+    let torrent = torrent.to_str().unwrap();
+    let save = dir.path().to_str().unwrap();
+
+    let raw = |s: &str| s.contains(['\x1b', '\r', '\x07', '\u{9b}']);
+    let info = run(&["info", torrent]);
+    assert_eq!(info.status.code(), Some(0), "{}", stderr(&info));
+    let text = stdout(&info);
+    assert!(!raw(&text), "{text:?}");
+    assert!(!text.lines().any(|l| l == "OK"), "{text}");
+    for shown in [
+        "a.bin\\nOK\\n\\x1b[8m",
+        "evil\\x1b]0;title\\x07",
+        "hi\\x1b[2J\\rthere\\u{009b}",
+        "http://t.example/\\r\\x1b[1A",
+    ] {
+        assert!(text.contains(shown), "{shown} not in {text}");
+    }
+    // JSON is exact.
+    let info = json(&run(&["info", torrent, "--json"]));
+    assert_eq!(info["name"], name);
+    assert_eq!(info["comment"], comment);
+    assert_eq!(info["trackers"][0], announce);
+    assert_eq!(info["files"][0]["path"], FORGED);
+
+    // The pieces are wrong, so the verdict is BAD and no forged OK line may appear.
+    let out = run(&["verify", torrent, save, "--backend", "cpu"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!raw(&text), "{text:?}");
+    assert!(!text.lines().any(|l| l == "OK"), "{text}");
+    assert!(
+        text.contains("  shares bad piece  a.bin\\nOK\\n\\x1b[8m  (1 bad piece"),
+        "{text}"
+    );
+    assert!(text.ends_with("\nBAD\n"), "{text}");
+    let report = json(&run(&[
+        "verify",
+        torrent,
+        save,
+        "--json",
+        "--backend",
+        "cpu",
+    ]));
+    assert_eq!(report["files"][0]["path"], FORGED);
+    assert_eq!(report["name"], name);
+
+    // Error messages quote names too, and are escaped as well; with --json they are exact.
+    let missing = dir.path().join("no\x1b[8mthere");
+    let refused = run(&["verify", torrent, missing.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("no\\x1b[8mthere"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = run(&["verify", torrent, missing.to_str().unwrap(), "--json"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(json(&refused)["error"]
+        .as_str()
+        .unwrap()
+        .contains("no\x1b[8mthere"));
+    assert!(!raw(&stderr(&refused)), "{:?}", stderr(&refused));
+}
+
+#[test]
+fn a_hybrid_disagreement_says_which_half_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, save) = spread_torrent(dir.path(), &["--hybrid"]);
+    let mut bytes = std::fs::read(&torrent).unwrap();
+    // The v1 hash of piece 3 (b.bin's first) is wrong; so is the v2 root of c.bin (piece 5).
+    let at = bytes.windows(8).position(|w| w == b"6:pieces").unwrap() + 8;
+    let colon = at + bytes[at..].iter().position(|&b| b == b':').unwrap();
+    bytes[colon + 1 + 3 * 20] ^= 1;
+    let roots: Vec<usize> = bytes
+        .windows(14)
+        .enumerate()
+        .filter(|(_, w)| w == b"pieces root32:")
+        .map(|(i, _)| i + 14)
+        .collect();
+    assert_eq!(roots.len(), 7);
+    bytes[roots[2]] ^= 1;
+    let edited = dir.path().join("edited.torrent");
+    std::fs::write(&edited, bytes).unwrap();
+    let edited = edited.to_str().unwrap();
+    let out = run(&["verify", edited, &save, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["bad_pieces"], serde_json::json!([3, 5]));
+    assert_eq!(
+        report["v1_v2_disagree"],
+        serde_json::json!([{"piece": 3, "failed": "v1"}, {"piece": 5, "failed": "v2"}])
+    );
+    assert_eq!(file_entry(&report, "b.bin")["status"], "corrupt");
+    assert_eq!(file_entry(&report, "c.bin")["status"], "corrupt");
+    assert_eq!(file_entry(&report, "d.bin")["status"], "ok");
+    let text = stdout(&run(&["verify", edited, &save]));
+    for line in [
+        "piece 3: its v1 (SHA-1) hash fails but its v2 (SHA-256) hash matches",
+        "piece 5: its v2 (SHA-256) hash fails but its v1 (SHA-1) hash matches",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
+}
+
+#[test]
+fn an_unreadable_file_is_unreadable_in_every_run_and_its_neighbours_are_not_blamed() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, save) = spread_torrent(dir.path(), &[]);
+    let (hybrid, _) = spread_torrent(dir.path(), &["--hybrid"]);
+    // Root reads any file whatever its mode: run the binary as `nobody` then.
+    let as_root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+    for entry in walk(dir.path()) {
+        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = std::path::Path::new(&save).join("pl").join("c.bin");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    for (torrent, neighbours) in [(&v1, "shares_bad_piece"), (&hybrid, "ok")] {
+        for attempt in 0..3 {
+            let mut cmd = util::peerhash(&["verify", torrent.to_str().unwrap(), &save, "--json"]);
+            if as_root {
+                cmd.uid(65534).gid(65534);
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            let report = json(&out);
+            let context = format!("{torrent:?} run {attempt}: {report}");
+            assert_eq!(
+                file_entry(&report, "c.bin")["status"],
+                "unreadable",
+                "{context}"
+            );
+            assert_eq!(
+                file_entry(&report, "c.bin")["percent_complete"],
+                0.0,
+                "{context}"
+            );
+            for path in ["b.bin", "d.bin"] {
+                assert_eq!(file_entry(&report, path)["status"], neighbours, "{context}");
+            }
+            assert_eq!(file_entry(&report, "a.bin")["status"], "ok", "{context}");
+        }
+    }
+}
+
+/// Every file and folder under `root`, bounded by the tree's size.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn with_json_errors_are_one_json_object_on_stdout_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, save) = spread_torrent(dir.path(), &[]);
+    let torrent = torrent.to_str().unwrap();
+    let nowhere = dir.path().join("nowhere");
+    let nowhere = nowhere.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["verify", nowhere, &save, "--json"], "No such file"),
+        (&["verify", torrent, nowhere, "--json"], "DATA"),
+        (&["info", nowhere, "--json"], "No such file"),
+        (&["create", nowhere, "--json"], "No such file"),
+        (&["verify", torrent, "--memory", "1K", "--json"], "--memory"),
+        (&["verify", "--json", "--bogus", torrent], "--bogus"),
+    ];
+    for (args, says) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let error = json(&out);
+        let message = error["error"].as_str().unwrap_or_else(|| panic!("{error}"));
+        assert!(message.contains(says), "{args:?}: {message}");
+        // A person still reads it on stderr.
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    // A DATA path that does not exist is a usage error naming it, not a report of missing files.
+    let out = run(&["verify", torrent, nowhere]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains(&format!("DATA {nowhere}: No such file")),
+        "{}",
+        stderr(&out)
+    );
+    // An existing DATA without the content says where it looked.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(&["verify", torrent, empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let content = empty.join("pl");
+    assert!(
+        stdout(&out).contains(&format!("content: {} (not found)\n", content.display())),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("files: 7 missing\n"),
+        "{}",
+        stdout(&out)
+    );
+    let _ = save;
+}
+
+#[test]
+fn auto_backend_probes_the_drivers_without_noise_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, save) = spread_torrent(dir.path(), &["--hybrid"]);
+    for args in [
+        vec!["verify", torrent.to_str().unwrap(), &save],
+        vec!["devices"],
+    ] {
+        let out = util::peerhash(&args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

@@ -238,7 +238,7 @@ fn check_against_libtorrent(dir: &Path, torrent: &Path, version: &str) {
                 assert_eq!(report["ok"], true, "{context}");
                 assert_eq!(output.status.code(), Some(0), "{context}");
             }
-            Damage::Flip(_) => assert_eq!(file_status(&report, "a.bin"), "bad", "{context}"),
+            Damage::Flip(_) => assert_eq!(file_status(&report, "a.bin"), "corrupt", "{context}"),
             Damage::Truncate => {
                 assert_eq!(
                     file_status(&report, "sub dir/é b.txt"),
@@ -252,6 +252,22 @@ fn check_against_libtorrent(dir: &Path, torrent: &Path, version: &str) {
                 "wrong_size",
                 "{context}"
             ),
+        }
+        // Only the damaged file is blamed: the others are intact, or share a bad piece with it.
+        let damaged = match damage {
+            Damage::None => "",
+            Damage::Flip(_) => "a.bin",
+            Damage::Truncate => "sub dir/é b.txt",
+            Damage::Missing => "tiny",
+            Damage::ExtraByte => "sub dir/deeper/odd.dat",
+        };
+        for file in report["files"].as_array().unwrap() {
+            if file["path"] == damaged {
+                continue;
+            }
+            let shares = !file["bad_pieces"].as_array().unwrap().is_empty();
+            let expected = if shares { "shares_bad_piece" } else { "ok" };
+            assert_eq!(file["status"], expected, "{}: {context}", file["path"]);
         }
         if !matches!(damage, Damage::None) {
             assert_eq!(report["ok"], false, "{context}");
@@ -1036,5 +1052,8 @@ fn hybrid_v1_and_v2_disagreement_is_reported() {
     assert_eq!(output.status.code(), Some(1));
     let report = stdout_json(&output);
     assert_eq!(report["bad_pieces"], serde_json::json!([2]));
-    assert_eq!(report["v1_v2_disagree"], serde_json::json!([2]));
+    assert_eq!(
+        report["v1_v2_disagree"],
+        serde_json::json!([{"piece": 2, "failed": "v1"}])
+    );
 }

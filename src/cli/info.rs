@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::printable::Printable;
 use crate::torrent::magnet::magnet_link;
 use crate::torrent::metainfo::MAX_TORRENT_BYTES;
 use crate::torrent::{Metainfo, Version};
@@ -13,7 +14,7 @@ use crate::torrent::{Metainfo, Version};
 pub struct Info {
     /// The .torrent file.
     torrent: PathBuf,
-    /// Print one JSON object.
+    /// Print one JSON object (errors too, as {"error": ...}).
     #[arg(long)]
     json: bool,
 }
@@ -96,8 +97,8 @@ impl Info {
             return Ok(ExitCode::SUCCESS);
         }
         let mut out = std::io::stdout().lock();
-        writeln!(out, "name:         {}", report.torrent.name)?;
-        writeln!(out, "version:      {:?}", report.torrent.version)?;
+        writeln!(out, "name:         {}", Printable(&report.torrent.name))?;
+        writeln!(out, "version:      {}", report.torrent.version)?;
         writeln!(out, "total size:   {} bytes", report.torrent.total_size)?;
         writeln!(
             out,
@@ -112,15 +113,15 @@ impl Info {
         }
         writeln!(out, "private:      {}", report.private)?;
         for tracker in report.trackers {
-            writeln!(out, "tracker:      {tracker}")?;
+            writeln!(out, "tracker:      {}", Printable(tracker))?;
         }
         if let Some(comment) = report.comment {
-            writeln!(out, "comment:      {comment}")?;
+            writeln!(out, "comment:      {}", Printable(comment))?;
         }
-        writeln!(out, "magnet:       {}", report.torrent.magnet)?;
+        writeln!(out, "magnet:       {}", Printable(&report.torrent.magnet))?;
         writeln!(out, "files:")?;
         for file in &report.files {
-            writeln!(out, "  {:>14}  {}", file.length, file.path)?;
+            writeln!(out, "  {:>14}  {}", file.length, Printable(&file.path))?;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -7,6 +7,7 @@ mod devices;
 mod hash;
 mod info;
 mod mine;
+mod printable;
 mod progress;
 mod scan;
 mod selftest;
@@ -77,6 +78,8 @@ impl clap::builder::ValueParserFactory for BackendChoice {
 /// (a mismatch, nothing found), 2 bad input, usage or an unavailable backend.
 #[must_use]
 pub fn main() -> ExitCode {
+    // Before any thread exists (setting the environment is only sound then).
+    let quieted = quiet_display_probe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PEERHASH_LOG")
@@ -86,7 +89,16 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let cli = Cli::parse();
+    if quieted {
+        tracing::debug!(
+            "XDG_RUNTIME_DIR was unset: set to {NO_DISPLAY_DIR} so the GPU driver's display \
+             probe fails quietly"
+        );
+    }
+    let (cli, json) = match parse() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Devices(cmd) => cmd.run(),
         Command::Hash(cmd) => cmd.run(),
@@ -103,10 +115,76 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "peerhash: error: {e:#}");
+            report_error(&format!("{e:#}"), json);
             ExitCode::from(2)
         }
     }
+}
+
+/// Where `XDG_RUNTIME_DIR` points when it is unset: a path under which nothing can exist.
+const NO_DISPLAY_DIR: &str = "/dev/null";
+
+/// Mesa's Vulkan drivers look for a Wayland display while wgpu lists adapters, and libwayland
+/// prints `error: XDG_RUNTIME_DIR is invalid or not set` when that variable is missing, though
+/// peerhash never draws anything. With it set to a path where no socket can exist, the look
+/// fails quietly, and no display server can be reached through it. True when it was set here.
+fn quiet_display_probe() -> bool {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|dir| std::path::Path::new(&dir).is_absolute());
+    if !usable {
+        std::env::set_var("XDG_RUNTIME_DIR", NO_DISPLAY_DIR);
+    }
+    !usable
+}
+
+/// The command line and whether its subcommand was given `--json`. A usage error is reported
+/// here (as JSON too when `--json` is among the arguments) and its exit code returned.
+fn parse() -> Result<(Cli, bool), ExitCode> {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    match parsed {
+        Ok((cli, matches)) => {
+            let json = matches
+                .subcommand()
+                .and_then(|(_, sub)| sub.try_get_one::<bool>("json").ok().flatten())
+                .copied()
+                .unwrap_or(false);
+            Ok((cli, json))
+        }
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: not errors.
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                print_json_error(first.strip_prefix("error: ").unwrap_or(first));
+            }
+            let _ = e.print();
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Prints an error for a person on stderr, with control characters escaped (messages quote
+/// names from torrents), and with `--json` also as `{"error": ...}` on stdout, exact.
+fn report_error(message: &str, json: bool) {
+    if json {
+        print_json_error(message);
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "peerhash: error: {}",
+        printable::Printable(message)
+    );
+}
+
+fn print_json_error(message: &str) {
+    let _ = print_json(&serde_json::json!({ "error": message }));
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

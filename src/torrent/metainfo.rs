@@ -44,6 +44,17 @@ impl Version {
     }
 }
 
+/// `v1`, `v2` or `hybrid`: the same spelling as in JSON.
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+            Version::Hybrid => "hybrid",
+        })
+    }
+}
+
 /// Why a torrent was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum MetainfoError {

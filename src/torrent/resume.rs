@@ -395,7 +395,7 @@ mod tests {
     }
 
     fn resume<'a>(meta: &'a Metainfo, dir: &Path, have: Vec<bool>) -> Resume<'a> {
-        let paths = super::super::verify::locate(meta, dir);
+        let paths = super::super::verify::locate(meta, dir).files;
         let (save_path, renamed_file) = save_path(meta, &paths).unwrap();
         Resume {
             meta,
@@ -443,11 +443,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("other name.bin");
         std::fs::write(&file, b"hello").unwrap();
-        let paths = super::super::verify::locate(&meta, &file);
+        let paths = super::super::verify::locate(&meta, &file).files;
         let (save, renamed) = save_path(&meta, &paths).unwrap();
         assert_eq!(Path::new(&save), dir.path().canonicalize().unwrap());
         assert_eq!(renamed.as_deref(), Some("other name.bin"));
-        let paths = super::super::verify::locate(&meta, dir.path());
+        let paths = super::super::verify::locate(&meta, dir.path()).files;
         assert_eq!(save_path(&meta, &paths).unwrap().1, None);
     }
 

@@ -72,6 +72,8 @@ pub struct PieceResult {
     pub files: std::ops::RangeInclusive<usize>,
     /// Bytes of the piece (pad bytes included).
     pub length: u64,
+    /// False when a byte of the piece could not be read (then neither hash is computed).
+    pub readable: bool,
     /// `None` when a byte of the piece could not be read.
     pub v1: Option<Sha1Digest>,
     /// The v2 piece hash, or the file root for a file no longer than one piece.
@@ -270,6 +272,7 @@ fn device_results(
             file_piece: slot.file_piece,
             files: slot.files,
             length: slot.length as u64,
+            readable: slot.readable,
             v1: if want.v1 && slot.readable {
                 result.digest.and_then(|d| d.try_into().ok())
             } else {
