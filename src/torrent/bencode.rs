@@ -89,6 +89,8 @@ pub enum Problem {
     KeyNotString,
     #[error("dictionary key \"{0}\" appears twice")]
     DuplicateKey(String),
+    #[error("{0} bytes follow the value")]
+    Trailing(usize),
     #[error("nesting deeper than {0} levels")]
     TooDeep(usize),
 }
@@ -216,7 +218,7 @@ pub fn decode(bytes: &[u8], max_depth: usize) -> Result<Value<'_>, DecodeError> 
     let value = decoder.value(0)?;
     match decoder.bytes.get(decoder.pos) {
         None => Ok(value),
-        Some(&b) => Err(decoder.error(Problem::UnexpectedByte(ShownByte(b)))),
+        Some(_) => Err(decoder.error(Problem::Trailing(bytes.len() - decoder.pos))),
     }
 }
 
@@ -236,9 +238,14 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn note(&mut self, offset: usize, what: NonCanonicalKind) {
-        self.non_canonical
-            .get_or_insert(NonCanonical { offset, what });
+    /// Notes a non-canonical spot unless an earlier one is noted already.
+    fn note(&mut self, offset: usize, what: impl FnOnce() -> NonCanonicalKind) {
+        if self.non_canonical.is_none() {
+            self.non_canonical = Some(NonCanonical {
+                offset,
+                what: what(),
+            });
+        }
     }
 
     /// Where `part`, a slice of the input, starts in it.
@@ -311,10 +318,9 @@ impl<'a> Decoder<'a> {
                 }
                 if key < *last {
                     sorted = false;
-                    self.note(
-                        self.offset_of(key),
-                        NonCanonicalKind::UnsortedKey(shown(key)),
-                    );
+                    self.note(self.offset_of(key), || {
+                        NonCanonicalKind::UnsortedKey(shown(key))
+                    });
                 }
             }
             let start = self.pos;
@@ -354,7 +360,7 @@ impl<'a> Decoder<'a> {
         }
         self.pos += 1;
         if digits.len() > 1 && digits[0] == b'0' {
-            self.note(start, NonCanonicalKind::LeadingZero);
+            self.note(start, || NonCanonicalKind::LeadingZero);
         }
         let mut value: i64 = 0;
         for &d in digits {
@@ -374,7 +380,7 @@ impl<'a> Decoder<'a> {
                 })?;
         }
         if negative && value == 0 {
-            self.note(start, NonCanonicalKind::NegativeZero);
+            self.note(start, || NonCanonicalKind::NegativeZero);
         }
         Ok(value)
     }
@@ -388,7 +394,7 @@ impl<'a> Decoder<'a> {
         }
         self.pos += 1;
         if digits.len() > 1 && digits[0] == b'0' {
-            self.note(start, NonCanonicalKind::LeadingZero);
+            self.note(start, || NonCanonicalKind::LeadingZero);
         }
         let length = digits
             .iter()
@@ -428,4 +434,54 @@ impl<'a> Decoder<'a> {
 /// A key for messages: UTF-8 as text, other bytes escaped.
 fn shown(key: &[u8]) -> String {
     key.escape_ascii().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsorted_dictionaries_keep_file_order_and_find_every_key() {
+        let Value::Dict(dict) = decode(b"d1:ci3e1:ai1e1:bi2ee", 8).unwrap() else {
+            panic!("a dictionary");
+        };
+        let keys: Vec<&[u8]> = dict.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [&b"c"[..], b"a", b"b"]);
+        for (key, value) in [(&b"a"[..], 1), (b"b", 2), (b"c", 3)] {
+            assert_eq!(dict.get(key), Some(&Value::Integer(value)));
+        }
+        assert_eq!(dict.get(b"d"), None);
+    }
+
+    #[test]
+    fn non_canonical_spots_are_noted_inside_info_only() {
+        for (info, spot) in [
+            (&b"d1:ai05ee"[..], "a number with leading zeros at byte 24"),
+            (b"d1:ai-0ee", "a negative zero at byte 24"),
+            (b"d1:a02:xye", "a number with leading zeros at byte 23"),
+            (b"d1:bi1e1:ai2ee", "key \"a\" out of order at byte 28"),
+        ] {
+            let bytes = [&b"d1:zi0e1:ai1e4:info"[..], info, b"e"].concat();
+            let file = decode_torrent(&bytes, 8).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(file.raw_info, Some(info));
+            assert_eq!(file.info_non_canonical.unwrap().to_string(), spot);
+        }
+        // Unsorted outside `info`, and trailing bytes: read, nothing noted for `info`.
+        let file = decode_torrent(b"d1:zi0e4:infod1:ai1ee1:ai1eeXYZ", 8).unwrap();
+        assert_eq!(file.info_non_canonical, None);
+        assert_eq!(file.trailing, 3);
+    }
+
+    #[test]
+    fn a_duplicate_anywhere_is_refused() {
+        for (bytes, key, offset) in [
+            (&b"d1:ai1e1:ai1ee"[..], "a", 9),
+            (b"d1:bi1e1:ai1e1:bi1ee", "b", 15),
+            (b"ld1:ai1e1:ai2eee", "a", 10),
+        ] {
+            let error = decode(bytes, 8).unwrap_err();
+            assert_eq!(error.problem, Problem::DuplicateKey(key.into()));
+            assert_eq!(error.offset, offset);
+        }
+    }
 }
