@@ -1,14 +1,16 @@
-//! Parsing `.torrent` files (BEP 3 v1, BEP 52 v2 and hybrid, BEP 47 pad files) with `bendy`,
-//! keeping the raw bencoded `info` dictionary so the info hashes are over the exact bytes.
+//! Parsing `.torrent` files (BEP 3 v1, BEP 52 v2 and hybrid, BEP 47 pad files), keeping the raw
+//! bencoded `info` dictionary so the info hashes are over the exact bytes.
+//!
+//! Bencode is read by [`super::bencode`], as leniently as libtorrent where that is harmless:
+//! keys in any order (a non-canonical `info` gets a warning, its hash still that of its bytes),
+//! but duplicate keys, malformed values and hostile paths are refused.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use bendy::decoding::{Decoder, FromBencode, Object};
-use bendy::value::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use super::bencode::{self, Dict, NonCanonical, TorrentFileError, Value};
 use super::layout::{
     FileEntry, Layout, LayoutError, PathError, PieceScheme, TorrentPath, BLOCK_SIZE,
 };
@@ -20,8 +22,6 @@ use crate::hash::{Sha1Digest, Sha256Digest};
 pub const MAX_TORRENT_BYTES: u64 = 256 << 20;
 /// Deeper nesting than this is refused (a v2 file tree nests one level per directory).
 const MAX_DEPTH: usize = 256;
-
-type Dict<'a> = BTreeMap<Cow<'a, [u8]>, Value<'a>>;
 
 /// Which BitTorrent versions a torrent carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -59,7 +59,11 @@ impl std::fmt::Display for Version {
 #[derive(Debug, thiserror::Error)]
 pub enum MetainfoError {
     #[error("malformed bencode: {0}")]
-    Bencode(String),
+    Bencode(bencode::DecodeError),
+    #[error("the torrent is not a bencoded dictionary")]
+    NotADict,
+    #[error("invalid v2 piece layer: {0}")]
+    Merkle(String),
     #[error("the torrent file is larger than {MAX_TORRENT_BYTES} bytes")]
     TooLarge,
     #[error("missing field `{0}`")]
@@ -123,6 +127,9 @@ pub struct Metainfo {
     pub trackers: Vec<String>,
     pub private: bool,
     pub comment: Option<String>,
+    /// The first spot where `info` is not canonical bencode (keys out of order, leading zeros):
+    /// its info hash is still that of its bytes, but tools that re-encode it get another.
+    pub info_non_canonical: Option<NonCanonical>,
 }
 
 impl Metainfo {
@@ -150,47 +157,30 @@ impl Metainfo {
         if bytes.len() as u64 > MAX_TORRENT_BYTES {
             return Err(MetainfoError::TooLarge);
         }
-        let raw_info = find_raw_info(bytes)?.to_vec();
-        let bencode = |e: bendy::decoding::Error| MetainfoError::Bencode(e.to_string());
-        let mut decoder = Decoder::new(bytes).with_max_depth(MAX_DEPTH);
-        let top = decoder
-            .next_object()
-            .map_err(bencode)?
-            .ok_or_else(|| MetainfoError::Bencode("empty file".into()))?;
-        let top = Value::decode_bencode_object(top).map_err(bencode)?;
-        let Value::Dict(top) = top else {
-            return Err(type_error("the torrent", "a dictionary"));
-        };
-        let mut info_decoder = Decoder::new(&raw_info).with_max_depth(MAX_DEPTH);
-        let info = info_decoder
-            .next_object()
-            .map_err(bencode)?
-            .ok_or(MetainfoError::Missing("info"))?;
-        let Value::Dict(info) = Value::decode_bencode_object(info).map_err(bencode)? else {
+        let file = bencode::decode_torrent(bytes, MAX_DEPTH).map_err(|e| match e {
+            TorrentFileError::Decode(e) => MetainfoError::Bencode(e),
+            TorrentFileError::NotADict => MetainfoError::NotADict,
+        })?;
+        let raw_info = file.raw_info.ok_or(MetainfoError::Missing("info"))?;
+        let Some(Value::Dict(info)) = file.top.get(b"info") else {
             return Err(type_error("info", "a dictionary"));
         };
-        parse(&top, &info, raw_info.clone())
-    }
-}
-
-/// The exact bytes of the top-level `info` value, found with bendy's decoder.
-fn find_raw_info(bytes: &[u8]) -> Result<&[u8], MetainfoError> {
-    let bencode = |e: bendy::decoding::Error| MetainfoError::Bencode(e.to_string());
-    let mut decoder = Decoder::new(bytes).with_max_depth(MAX_DEPTH);
-    let Some(Object::Dict(mut top)) = decoder.next_object().map_err(bencode)? else {
-        return Err(MetainfoError::Bencode(
-            "the torrent is not a bencoded dictionary".into(),
-        ));
-    };
-    while let Some((key, value)) = top.next_pair().map_err(bencode)? {
-        if key == b"info" {
-            return match value {
-                Object::Dict(info) => info.into_raw().map_err(bencode),
-                _ => Err(type_error("info", "a dictionary")),
-            };
+        if let Some(spot) = &file.info_non_canonical {
+            tracing::warn!(
+                "the torrent's `info` is not canonical bencode ({spot}); its info hash is \
+                 taken over the bytes as written, as libtorrent does"
+            );
         }
+        if file.trailing > 0 {
+            tracing::warn!(
+                "ignoring {} bytes after the torrent's bencoded dictionary",
+                file.trailing
+            );
+        }
+        let mut meta = parse(&file.top, info, raw_info.to_vec())?;
+        meta.info_non_canonical = file.info_non_canonical;
+        Ok(meta)
     }
-    Err(MetainfoError::Missing("info"))
 }
 
 fn type_error(field: &str, expected: &'static str) -> MetainfoError {
@@ -326,6 +316,7 @@ fn parse(top: &Dict<'_>, info: &Dict<'_>, raw_info: Vec<u8>) -> Result<Metainfo,
         trackers: parse_trackers(top),
         private: integer(info, "private")? == Some(1),
         comment: text(top, "comment").ok().flatten(),
+        info_non_canonical: None,
     })
 }
 
@@ -433,7 +424,7 @@ fn walk_tree<'a>(
     prefix: &mut Vec<&'a [u8]>,
     files: &mut Vec<FileEntry>,
 ) -> Result<(), MetainfoError> {
-    for (key, value) in tree {
+    for (key, value) in tree.iter() {
         let Value::Dict(node) = value else {
             return Err(type_error("file tree node", "a dictionary"));
         };
@@ -451,7 +442,7 @@ fn walk_tree<'a>(
                 problem,
             }
         })?;
-        match node.get(&b""[..]) {
+        match node.get(b"") {
             Some(Value::Dict(leaf)) if node.len() == 1 => {
                 let length = integer(leaf, "length")?.ok_or(MetainfoError::Missing("length"))?;
                 let length = self::length(&shown(), length)?;
@@ -510,7 +501,7 @@ fn parse_piece_layers(
     top: &Dict<'_>,
     layout: &Layout,
 ) -> Result<HashMap<Sha256Digest, Vec<Sha256Digest>>, MetainfoError> {
-    let empty = Dict::new();
+    let empty = Dict::default();
     let raw = match get(top, "piece layers") {
         Some(Value::Dict(d)) => d,
         Some(_) => return Err(type_error("piece layers", "a dictionary")),
@@ -542,7 +533,7 @@ fn parse_piece_layers(
             .collect();
         let cpu: &dyn crate::hash::BulkHasher = &CpuBackend::inline();
         let computed = merkle::root_from_piece_layer(cpu, &hashes, layout.piece_length)
-            .map_err(|e| MetainfoError::Bencode(e.to_string()))?;
+            .map_err(|e| MetainfoError::Merkle(e.to_string()))?;
         if computed != root {
             return Err(MetainfoError::LayerMismatch { path });
         }
@@ -583,6 +574,75 @@ mod tests {
         assert_eq!(pads, [false, true, false]);
         assert_eq!(meta.layout.content_length(), 5);
         assert_eq!(meta.layout.piece_count(), 2);
+    }
+
+    #[test]
+    fn unsorted_keys_are_read_and_a_non_canonical_info_keeps_the_hash_of_its_bytes() {
+        // torrentfile writes top-level keys out of order; libtorrent reads them.
+        let sorted = Metainfo::from_bytes(&torrent(INFO)).unwrap();
+        assert_eq!(sorted.info_non_canonical, None);
+        let top_unsorted = [&b"d4:info"[..], INFO, b"8:announce9:http://x/e"].concat();
+        let meta = Metainfo::from_bytes(&top_unsorted).unwrap();
+        assert_eq!(meta.info_hash_v1(), sorted.info_hash_v1());
+        assert_eq!(meta.trackers, ["http://x/"]);
+        assert_eq!(meta.info_non_canonical, None, "only `info` is hashed");
+
+        let info =
+            b"d4:name5:a.txt6:lengthi5e12:piece lengthi16384e6:pieces20:AAAAAAAAAAAAAAAAAAAAe";
+        let meta = Metainfo::from_bytes(&torrent(info)).unwrap();
+        assert_eq!(meta.raw_info, info);
+        assert_eq!(meta.info_hash_v1(), Some(Sha1::digest(info).into()));
+        assert_ne!(meta.info_hash_v1(), sorted.info_hash_v1());
+        let spot = meta.info_non_canonical.unwrap().to_string();
+        assert_eq!(spot, "key \"length\" out of order at byte 44");
+        assert_eq!(meta.layout.content_length(), 5);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_the_key_and_where() {
+        let info = b"d6:lengthi5e6:lengthi6e4:name5:a.txt12:piece lengthi16384e6:pieces20:AAAAAAAAAAAAAAAAAAAAe";
+        let error = Metainfo::from_bytes(&torrent(info))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "malformed bencode: dictionary key \"length\" appears twice at byte 42"
+        );
+        // Out of order and repeated: still found.
+        let top = [&b"d4:info"[..], INFO, b"1:ai1e4:info", INFO, b"e"].concat();
+        let error = Metainfo::from_bytes(&top).unwrap_err().to_string();
+        assert!(error.contains("\"info\" appears twice"), "{error}");
+    }
+
+    #[test]
+    fn malformed_bencode_says_what_and_where() {
+        for (bytes, expected) in [
+            (&b"d4:infoi-e"[..], "malformed integer at byte 8"),
+            (b"d4:infoi1x", "malformed integer at byte 8"),
+            (
+                b"d4:infoi99999999999999999999e",
+                "integer does not fit in 64 bits at byte 8",
+            ),
+            (
+                b"d4:info99:ab",
+                "string of 99 bytes runs past the end of the data at byte 7",
+            ),
+            (b"di1e1:ae", "dictionary key is not a byte string at byte 1"),
+            (
+                b"d4:infox",
+                "unexpected byte 'x' where a value should start at byte 7",
+            ),
+            (b"d4:info", "the data ends inside a value at byte 7"),
+            (b"", "nothing to decode at byte 0"),
+        ] {
+            let error = Metainfo::from_bytes(bytes).unwrap_err().to_string();
+            assert_eq!(error, format!("malformed bencode: {expected}"));
+        }
+        let deep = [&b"d4:info"[..], &[b'l'; 300], &[b'e'; 301]].concat();
+        let error = Metainfo::from_bytes(&deep).unwrap_err().to_string();
+        assert!(error.contains("nesting deeper than 256 levels"), "{error}");
+        let error = Metainfo::from_bytes(b"li1ee").unwrap_err().to_string();
+        assert_eq!(error, "the torrent is not a bencoded dictionary");
     }
 
     #[test]

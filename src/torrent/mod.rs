@@ -1,6 +1,7 @@
 //! BitTorrent metainfo: parsing (v1, v2, hybrid), piece layout, v2 merkle trees, and the
 //! streaming verify and create engines that hash on any [`crate::hash::BulkHasher`].
 
+pub mod bencode;
 pub mod create;
 pub mod layout;
 pub mod magnet;
