@@ -4,7 +4,7 @@
 mod util;
 
 use peerhash::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkSource, Extent};
-use peerhash::hash::cpu::CpuBackend;
+use peerhash::hash::cpu::{self, CpuBackend};
 use peerhash::hash::gpu::{BulkShape, Loads, ScanShape};
 use peerhash::hash::{Algo, BulkHasher, HashError, KernelTarget, NonceSearcher, ScanJob};
 use peerhash::selftest::{self, XorShift, AWKWARD_LENGTHS};
@@ -102,6 +102,117 @@ fn more_winners_than_result_slots_loses_none() {
         (1 << 20..(1 << 20) + 5000).collect::<Vec<u32>>()
     );
     assert_eq!(outcome.hw_errors, 0);
+}
+
+/// A target from its little-endian bytes (byte 31 most significant).
+fn target_le(bytes: [u8; 32]) -> KernelTarget {
+    KernelTarget::from(bitcoin::Target::from_le_bytes(bytes))
+}
+
+/// A little-endian 256-bit number minus one (it must not be zero).
+fn minus_one(mut le: [u8; 32]) -> [u8; 32] {
+    for byte in &mut le {
+        let (less, borrow) = byte.overflowing_sub(1);
+        *byte = less;
+        if !borrow {
+            break;
+        }
+    }
+    le
+}
+
+#[test]
+fn scan_at_targets_on_the_edge_of_a_hash_matches_cpu() {
+    let gpu = util::gpu_backend();
+    let header: [u8; 80] = XorShift::new(21).bytes(80).try_into().unwrap();
+    let range = ScanJob::new(&header, 3_000_000, 1 << 14, KernelTarget::ZERO).unwrap();
+    // The two smallest hashes of the range (little-endian numbers, byte 31 most significant).
+    let mut hashes: Vec<([u8; 32], u32)> = (range.start..range.start + (1 << 14))
+        .map(|n| (cpu::sha256d_nonce(&range, n), n))
+        .collect();
+    hashes.sort_by(|a, b| a.0.iter().rev().cmp(b.0.iter().rev()));
+    let [(best, best_nonce), (second, second_nonce)] = [hashes[0], hashes[1]];
+    let top = u32::from_le_bytes(best[28..].try_into().unwrap());
+    let mut top_only = [0u8; 32];
+    top_only[28..].copy_from_slice(&top.to_le_bytes());
+    let mut top_minus_one = [0xff; 32];
+    top_minus_one[28..].copy_from_slice(&(top - 1).to_le_bytes());
+    let mut both = vec![best_nonce, second_nonce];
+    both.sort_unstable();
+    let cases: [(&str, KernelTarget, Vec<u32>); 5] = [
+        (
+            "equal to the smallest hash",
+            KernelTarget::exactly(&best),
+            vec![best_nonce],
+        ),
+        (
+            "equal to the second smallest",
+            KernelTarget::exactly(&second),
+            both,
+        ),
+        (
+            "one below the smallest hash",
+            target_le(minus_one(best)),
+            vec![],
+        ),
+        (
+            "top word equal, lower words zero",
+            target_le(top_only),
+            vec![],
+        ),
+        (
+            "top word one below, lower words all ones",
+            target_le(top_minus_one),
+            vec![],
+        ),
+    ];
+    for (name, target, want) in cases {
+        let job = ScanJob {
+            target,
+            ..range.clone()
+        };
+        let got = gpu.scan(&job).unwrap();
+        assert_eq!(got, cpu().scan(&job).unwrap(), "{name}");
+        assert_eq!((got.found, got.hw_errors), (want, 0), "{name}");
+    }
+}
+
+#[test]
+fn scan_at_the_end_of_the_nonce_space_matches_cpu() {
+    let gpu = util::gpu_backend();
+    let header: [u8; 80] = XorShift::new(22).bytes(80).try_into().unwrap();
+    let easy = selftest::target_with_top_word(0x00ff_ffff);
+    let job = ScanJob::new(&header, (1 << 32) - 300_007, 300_007, easy).unwrap();
+    let want = cpu().scan(&job).unwrap();
+    assert!(
+        want.found.len() > 500,
+        "the target should give many winners"
+    );
+    assert_eq!(gpu.scan(&job).unwrap(), want);
+    gpu.set_scan_shape(ScanShape {
+        batch: 1000,
+        per_invocation: 7,
+    });
+    assert_eq!(gpu.scan(&job).unwrap(), want);
+    let last = ScanJob::new(&header, u64::from(u32::MAX), 1, KernelTarget::MAX).unwrap();
+    assert_eq!(gpu.scan(&last).unwrap().found, vec![u32::MAX]);
+}
+
+#[test]
+fn all_ones_target_is_exact_whether_the_winners_fit_the_slots_or_not() {
+    let gpu = util::gpu_backend();
+    let job = ScanJob::new(&[9u8; 80], (1 << 32) - 3000, 3000, KernelTarget::MAX).unwrap();
+    let every: Vec<u32> = (job.start..=u32::MAX).collect();
+    // 1024 winners fill the slots exactly; 1025 overflow them and go to the CPU.
+    for batch in [1024, 1025, 1 << 20] {
+        gpu.set_scan_shape(ScanShape {
+            batch,
+            per_invocation: 5,
+        });
+        let outcome = gpu.scan(&job).unwrap();
+        assert_eq!(outcome.found, every, "batch {batch}");
+        assert_eq!(outcome.hw_errors, 0, "batch {batch}");
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod copy_rate;
 mod pairs;
 mod pipeline;
 mod scan;
+mod scan_kernel;
 pub mod wgsl;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,13 +64,17 @@ impl KernelId {
         }
     }
 
-    /// The kernel's WGSL, without the shared SHA functions `wgsl::kernel_source` adds.
+    /// The kernel's whole WGSL module: the scan kernel is generated around
+    /// `shaders/sha256d_scan.wgsl` (`scan_kernel.rs`); the others are their body joined with
+    /// the shared SHA functions (`wgsl::kernel_source`).
     #[must_use]
-    pub fn body(self) -> std::borrow::Cow<'static, str> {
+    pub fn source(self) -> String {
         match self {
-            KernelId::Sha256dScan => include_str!("../../../shaders/sha256d_scan.wgsl").into(),
-            KernelId::Bulk(algo, loads) => bulk_kernel::source(algo, loads).into(),
-            KernelId::Sha256Pairs => include_str!("../../../shaders/sha256_pairs.wgsl").into(),
+            KernelId::Sha256dScan => scan_kernel::ScanKernel::get().source().to_owned(),
+            KernelId::Bulk(algo, loads) => wgsl::kernel_source(&bulk_kernel::source(algo, loads)),
+            KernelId::Sha256Pairs => {
+                wgsl::kernel_source(include_str!("../../../shaders/sha256_pairs.wgsl"))
+            }
         }
     }
 
@@ -252,7 +257,15 @@ impl GpuBackend {
         if let Some(kernel) = slot.get() {
             return Ok(kernel);
         }
-        let kernel = Kernel::new(&self.ctx, id.name(), &id.body())?;
+        let kernel = if id == KernelId::Sha256dScan {
+            // SAFETY: every index in the generated scan kernel is a constant into a fixed-size
+            // array, except `found.nonces[slot]`, guarded by `slot < sizes.z`, which the host
+            // sets to `scan::FOUND_CAPACITY`, the number of slots it allocates; its one loop
+            // ends when `k` reaches `sizes.y`.
+            unsafe { Kernel::new_trusted(&self.ctx, id.name(), &id.source())? }
+        } else {
+            Kernel::new(&self.ctx, id.name(), &id.source())?
+        };
         // Another thread may have won the race; either compiled kernel is the same.
         let _ = slot.set(kernel);
         Ok(slot.get().expect("just set"))

@@ -1,7 +1,6 @@
 //! One compute pipeline per kernel, and the plain steps of dispatching it.
 
 use super::context::GpuContext;
-use super::wgsl::kernel_source;
 use crate::hash::HashError;
 
 /// Threads per workgroup in every kernel (`@workgroup_size(64)`).
@@ -14,30 +13,64 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Compiles `kernel` (a `shaders/*.wgsl` source) joined with the generated SHA functions.
+    /// Compiles a whole WGSL module ([`super::KernelId::source`]).
     ///
     /// # Errors
     /// A shader that does not validate on this device.
-    pub fn new(ctx: &GpuContext, name: &'static str, kernel: &str) -> Result<Self, HashError> {
+    pub fn new(ctx: &GpuContext, name: &'static str, source: &str) -> Result<Self, HashError> {
         ctx.scoped(&format!("compiling kernel {name}"), || {
             let module = ctx
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(kernel_source(kernel).into()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
-            let pipeline = ctx
-                .device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: wgpu::PipelineCompilationOptions::default(),
-                    cache: None,
-                });
-            Ok(Self { name, pipeline })
+            Ok(Self::from_module(ctx, name, &module))
         })
+    }
+
+    /// Compiles a whole WGSL module without wgpu's runtime checks (index clamping, loop
+    /// bounding): a kernel whose every index is provably in range runs faster without them.
+    ///
+    /// # Safety
+    /// Every array index in `source` must be in range for every input the host can pass, and
+    /// every loop must terminate; otherwise the kernel may read or write out of bounds.
+    ///
+    /// # Errors
+    /// A shader that does not validate on this device.
+    pub unsafe fn new_trusted(
+        ctx: &GpuContext,
+        name: &'static str,
+        source: &str,
+    ) -> Result<Self, HashError> {
+        ctx.scoped(&format!("compiling kernel {name}"), || {
+            let descriptor = wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            };
+            // SAFETY: the caller promises what `create_shader_module_trusted` requires.
+            let module = unsafe {
+                ctx.device.create_shader_module_trusted(
+                    descriptor,
+                    wgpu::ShaderRuntimeChecks::unchecked(),
+                )
+            };
+            Ok(Self::from_module(ctx, name, &module))
+        })
+    }
+
+    fn from_module(ctx: &GpuContext, name: &'static str, module: &wgpu::ShaderModule) -> Self {
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            });
+        Self { name, pipeline }
     }
 
     /// Binds `buffers` to bindings 0, 1, ... of group 0 and runs `invocations` threads; the

@@ -1,24 +1,16 @@
 //! Host side of the `sha256d_scan` kernel: a nonce range in dispatches of `batch` nonces.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::context::GpuContext;
-use super::pipeline::{buffer, Kernel, STORAGE_INOUT, UNIFORM};
+use super::pipeline::{buffer, Kernel, STORAGE_IN, STORAGE_INOUT};
+use super::scan_kernel::ScanKernel;
 use crate::hash::{cpu, HashError, ScanJob};
 
 /// Winners one dispatch can report; a dispatch with more (an absurdly easy target) is
 /// searched again on the CPU so none is lost.
-const FOUND_CAPACITY: u32 = 1024;
+pub const FOUND_CAPACITY: u32 = 1024;
 
-/// Mirrors `ScanParams` in `shaders/sha256d_scan.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ScanParams {
-    midstate: [u32; 8],
-    tail: [u32; 4],
-    target: [u32; 8],
-    sizes: [u32; 4],
-}
+/// Words of `ScanParams` after the job constants: the target (8), then `sizes` (4).
+const TARGET_AND_SIZES: usize = 12;
 
 /// How a device splits a nonce range.
 #[derive(Clone, Copy, Debug)]
@@ -58,12 +50,8 @@ pub struct ScanBuffers {
 impl ScanBuffers {
     #[must_use]
     pub fn new(ctx: &GpuContext, kernel: &Kernel) -> Self {
-        let params = buffer(
-            ctx,
-            "scan params",
-            std::mem::size_of::<ScanParams>() as u64,
-            UNIFORM,
-        );
+        let params_words = ScanKernel::get().job_word_count() + TARGET_AND_SIZES;
+        let params = buffer(ctx, "scan params", (params_words * 4) as u64, STORAGE_IN);
         let found = buffer(ctx, "found nonces", FOUND_BYTES, STORAGE_INOUT);
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("found read-back"),
@@ -92,23 +80,22 @@ pub fn scan(
     job: &ScanJob,
     shape: ScanShape,
 ) -> Result<Vec<u32>, HashError> {
+    // The job constants and the target, once per job; only `sizes` changes per dispatch.
+    let mut words = ScanKernel::get().job_words(&job.midstate, &job.tail);
+    words.extend_from_slice(&job.target.words());
+    let sizes_offset = (words.len() * 4) as u64;
+    words.extend_from_slice(&[0; 4]);
+    ctx.queue
+        .write_buffer(&buffers.params, 0, bytemuck::cast_slice(&words));
     let end = u64::from(job.start) + job.count;
     let mut reported = Vec::new();
     let mut first = u64::from(job.start);
     while first < end {
         let count = u32::try_from((end - first).min(u64::from(shape.batch))).expect("batch is u32");
         let start = u32::try_from(first).expect("ScanJob keeps nonces below 2^32");
-        let mut tail = [0u32; 4];
-        tail[..3].copy_from_slice(&job.tail);
-        tail[3] = start;
-        let params = ScanParams {
-            midstate: job.midstate,
-            tail,
-            target: job.target.words(),
-            sizes: [count, shape.per_invocation, FOUND_CAPACITY, 0],
-        };
+        let sizes = [count, shape.per_invocation, FOUND_CAPACITY, start];
         ctx.queue
-            .write_buffer(&buffers.params, 0, bytemuck::bytes_of(&params));
+            .write_buffer(&buffers.params, sizes_offset, bytemuck::cast_slice(&sizes));
         ctx.queue.write_buffer(&buffers.found, 0, &[0u8; 4]);
         let invocations = count.div_ceil(shape.per_invocation);
         ctx.scoped("dispatching kernel sha256d_scan", || {

@@ -21,6 +21,11 @@ fn ch(x: u32, y: u32, z: u32) -> u32 { return z ^ (x & (y ^ z)); }
 fn maj(x: u32, y: u32, z: u32) -> u32 { return (x & y) | (z & (x | y)); }
 ";
 
+/// The shared helpers alone (rotates, byte swap, the SHA-256 round functions).
+pub(super) fn prelude() -> &'static str {
+    PRELUDE
+}
+
 /// `fn sha256_compress(state: array<u32, 8>, block: array<u32, 16>) -> array<u32, 8>`,
 /// the 64 rounds unrolled with registers renamed instead of shuffled.
 fn sha256_compress() -> String {
@@ -125,7 +130,7 @@ mod tests {
     fn every_kernel_validates_as_wgsl() {
         for id in crate::hash::gpu::KernelId::ALL {
             let name = id.name();
-            let src = kernel_source(&id.body());
+            let src = id.source();
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
             naga::valid::Validator::new(

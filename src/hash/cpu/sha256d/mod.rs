@@ -40,12 +40,12 @@ mod portable;
 pub use crate::hash::sha256_consts::{IV, K};
 use crate::hash::KernelTarget;
 pub use portable::scan_range_portable;
-use portable::ScalarJob;
+pub(crate) use portable::ScalarJob;
 
 /// The padding word right after the message, and the bit lengths of the two hashed messages.
-const PAD: u32 = 0x8000_0000;
-const HEADER_BITS: u32 = 80 * 8;
-const DIGEST_BITS: u32 = 32 * 8;
+pub(crate) const PAD: u32 = 0x8000_0000;
+pub(crate) const HEADER_BITS: u32 = 80 * 8;
+pub(crate) const DIGEST_BITS: u32 = 32 * 8;
 
 /// Which implementation `scan_range` uses on this CPU.
 #[must_use]

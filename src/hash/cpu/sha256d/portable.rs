@@ -29,19 +29,20 @@ pub fn scan_range_portable(
     found
 }
 
-/// Per-call precomputation of the portable path (the SIMD paths start from it too).
-pub(super) struct ScalarJob {
+/// Per-call precomputation of the portable path (the SIMD paths and the GPU scan kernel's
+/// job constants start from it too).
+pub(crate) struct ScalarJob {
     /// State after rounds 0..4 of the second header block, computed with `W3 = 0`.
-    pub(super) state4: [u32; 8],
+    pub(crate) state4: [u32; 8],
     /// The midstate, added back after the compression.
-    pub(super) midstate: [u32; 8],
+    pub(crate) midstate: [u32; 8],
     /// The second header block's message schedule with `W3 = 0`; words that do not depend on
     /// the nonce are final, the others are recomputed per nonce.
-    pub(super) schedule: [u32; 64],
+    pub(crate) schedule: [u32; 64],
 }
 
 impl ScalarJob {
-    pub(super) fn new(midstate: &[u32; 8], tail: &[u32; 3]) -> Self {
+    pub(crate) fn new(midstate: &[u32; 8], tail: &[u32; 3]) -> Self {
         let mut schedule = [0u32; 64];
         schedule[..3].copy_from_slice(tail);
         schedule[4] = PAD;
