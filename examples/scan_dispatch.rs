@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use peerhash::hash::gpu::{adapters, GpuBackend, ScanShape};
-use peerhash::hash::{Backend, KernelTarget, ScanJob};
+use peerhash::hash::{KernelTarget, NonceSearcher, ScanJob};
 
 fn main() -> anyhow::Result<()> {
     let mut shapes = Vec::new();
