@@ -57,6 +57,8 @@ pub enum CreateError {
     PieceLength(u64),
     #[error("{0}: changed while hashing (its size or modification time is not what it was)")]
     Changed(PathBuf),
+    #[error("{0}: a read failed while hashing, though the file opens again now")]
+    ReadFailed(PathBuf),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]
@@ -362,7 +364,7 @@ fn read_failure(path: &Path, state: FileState) -> CreateError {
     match std::fs::File::open(path).and_then(|mut file| file.read(&mut [0u8; 1])) {
         Err(e) => io(e),
         Ok(_) if state == FileState::Missing => io(std::io::ErrorKind::NotFound.into()),
-        Ok(_) => CreateError::Changed(path.to_path_buf()),
+        Ok(_) => CreateError::ReadFailed(path.to_path_buf()),
     }
 }
 
