@@ -597,3 +597,44 @@ fn hash_output_reads_back_with_sha256sum_c() {
         stdout(&check)
     );
 }
+
+/// Runs `peerhash` with at most `limit` open file descriptors.
+fn with_fd_limit(limit: u32, args: &[&str], cwd: &Path) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_peerhash"))
+        .args(args)
+        .current_dir(cwd)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .env("XDG_CONFIG_HOME", "/nonexistent/peerhash-tests")
+        .output()
+        .expect("sh runs")
+}
+
+#[test]
+fn more_files_than_the_descriptor_limit_create_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("many");
+    for i in 0..400 {
+        let folder = content.join(format!("d{}", i % 4));
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join(format!("f{i:03}")), vec![i as u8; 1 + i % 5]).unwrap();
+    }
+    for format in ["--v1", "--v2", "--hybrid"] {
+        let name = format!("many{format}.torrent");
+        let made = with_fd_limit(
+            64,
+            &["create", "many", format, "--backend", "cpu", "-o", &name],
+            dir.path(),
+        );
+        assert_eq!(made.status.code(), Some(0), "{format}: {}", stderr(&made));
+        let checked = with_fd_limit(
+            64,
+            &["verify", &name, ".", "--backend", "cpu", "--json"],
+            dir.path(),
+        );
+        assert_eq!(checked.status.code(), Some(0), "{format}: {}", stdout(&checked));
+        assert_eq!(json(&checked)["files"].as_array().map(Vec::len), Some(400));
+    }
+}
