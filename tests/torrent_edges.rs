@@ -634,7 +634,12 @@ fn more_files_than_the_descriptor_limit_create_and_verify() {
             &["verify", &name, ".", "--backend", "cpu", "--json"],
             dir.path(),
         );
-        assert_eq!(checked.status.code(), Some(0), "{format}: {}", stdout(&checked));
+        assert_eq!(
+            checked.status.code(),
+            Some(0),
+            "{format}: {}",
+            stdout(&checked)
+        );
         assert_eq!(json(&checked)["files"].as_array().map(Vec::len), Some(400));
     }
 }
