@@ -1,12 +1,13 @@
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use super::info::TorrentSummary;
 use super::{progress, size, BackendArg};
-use crate::torrent::create::{self, CreateOptions};
+use crate::torrent::create::{self, CreateOptions, FileOrder};
+use crate::torrent::layout::MAX_PIECE_LENGTH;
 use crate::torrent::stream;
 use crate::torrent::Version;
 
@@ -17,8 +18,8 @@ use crate::torrent::Version;
 pub struct Create {
     /// The file or directory to share.
     path: PathBuf,
-    /// Where to write the torrent (default: NAME.torrent in the current directory); an existing
-    /// file is never replaced.
+    /// Where to write the torrent (default: NAME.torrent in the current directory), or `-` for
+    /// standard output; an existing file is never replaced.
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// A v1 torrent (BEP 3), the default: every client and tool reads it.
@@ -30,7 +31,8 @@ pub struct Create {
     /// A hybrid v1 + v2 torrent, with BEP 47 pad files aligning files to pieces.
     #[arg(long)]
     hybrid: bool,
-    /// Piece size: auto (a power of two from 16 KiB to 16 MiB, at most 2048 pieces) or a size.
+    /// Piece size: auto (a power of two from 16K to 16M, at most 2048 pieces) or a size such as
+    /// 256K or 4M.
     #[arg(long, default_value = "auto")]
     piece_size: String,
     /// Tracker URL; repeat for more (each becomes its own tier).
@@ -39,6 +41,8 @@ pub struct Create {
     /// Set the private flag (BEP 27).
     #[arg(long)]
     private: bool,
+    /// Free text for the torrent's `comment` field (outside `info`: it does not change the
+    /// info hash).
     #[arg(long)]
     comment: Option<String>,
     /// The `source` field in `info` (private trackers use it to tell torrents apart).
@@ -70,6 +74,12 @@ struct CreateReport {
     device: Option<crate::hash::bulk::BulkReport>,
 }
 
+/// Where the torrent goes.
+enum Destination {
+    Stdout,
+    File(PathBuf),
+}
+
 impl Create {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let started = std::time::Instant::now();
@@ -82,19 +92,57 @@ impl Create {
         };
         let piece_length = match self.piece_size.as_str() {
             "auto" => None,
-            text => Some(size::parse_size(text).map_err(anyhow::Error::msg)?),
+            text => Some(size::parse_size(text).map_err(|e| anyhow::anyhow!("--piece-size: {e}"))?),
         };
-        let (name, files, single_file) = create::collect(&self.path)?;
-        let output = self
-            .output
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{name}.torrent")));
+        let (name, mut files, single_file) = create::collect(&self.path)?;
+        FileOrder::of(version).sort(&mut files);
+        let destination = match &self.output {
+            Some(path) if path.as_os_str() == "-" => {
+                if self.json {
+                    anyhow::bail!("-o - writes the torrent to standard output: drop --json");
+                }
+                if std::io::stdout().is_terminal() {
+                    anyhow::bail!(
+                        "-o - would write binary data to the terminal: redirect standard output"
+                    );
+                }
+                Destination::Stdout
+            }
+            path => {
+                let path = path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!("{name}.torrent")));
+                check_output(&path)?;
+                Destination::File(path)
+            }
+        };
+        let total: u64 = files.iter().map(|f| f.length).sum();
+        let piece = piece_length.unwrap_or_else(|| create::auto_piece_length(total));
+        if piece > MAX_PIECE_LENGTH {
+            anyhow::bail!(
+                "--piece-size {} is larger than the {} a piece can be",
+                size::format_size(piece),
+                size::format_size(MAX_PIECE_LENGTH)
+            );
+        }
+        let backend = self.backend.open_resilient(super::torrent_work(version))?;
+        let memory = match self.memory {
+            Some(memory) if memory < 3 * piece => anyhow::bail!(
+                "--memory {} holds fewer than 3 pieces of {}: give --memory {} or more, or a \
+                 smaller --piece-size",
+                size::format_size(memory),
+                size::format_size(piece),
+                size::format_size(3 * piece)
+            ),
+            Some(memory) => memory,
+            // Large pieces raise the default rather than fail: the user asked for them.
+            None => stream::default_memory(backend.kind()).max(3 * piece),
+        };
         let creation_date = (!self.no_date).then(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
         });
-        let backend = self.backend.open_resilient(super::torrent_work(version))?;
         let options = CreateOptions {
             version,
             piece_length,
@@ -103,31 +151,29 @@ impl Create {
             comment: self.comment.clone(),
             source: self.source.clone(),
             creation_date,
-            memory: self
-                .memory
-                .unwrap_or_else(|| stream::default_memory(backend.kind())),
+            memory,
         };
-        let total = files.iter().map(|f| f.length).sum();
         let bar = progress::bar(total, self.json, super::verify::BYTES_TEMPLATE);
         let created = create::create(&*backend, &name, &files, single_file, &options, |n| {
             bar.inc(n);
         })?;
         bar.finish_and_clear();
-        // Never overwrite: a mistyped -o must not clobber data.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&output)
-            .and_then(|mut file| file.write_all(&created.bytes))
-            .with_context(|| {
-                format!(
-                    "writing {} (an existing file is never replaced)",
-                    output.display()
-                )
-            })?;
+        let shown = match &destination {
+            Destination::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&created.bytes)
+                    .and_then(|()| out.flush())
+                    .context("writing the torrent to standard output")?;
+                "standard output".to_owned()
+            }
+            Destination::File(path) => {
+                write_new(path, &created.bytes)?;
+                path.display().to_string()
+            }
+        };
         let meta = &created.meta;
         let report = CreateReport {
-            output: output.display().to_string(),
+            output: shown,
             torrent: TorrentSummary::of(meta),
             seconds: started.elapsed().as_secs_f64(),
             backend: backend.name(),
@@ -135,20 +181,78 @@ impl Create {
         };
         if self.json {
             super::print_json(&report)?;
-        } else {
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "wrote {} ({:?}, {} bytes in {} pieces of {} bytes) in {:.2} s",
-                report.output,
-                report.torrent.version,
-                report.torrent.total_size,
-                report.torrent.pieces,
-                report.torrent.piece_length,
-                report.seconds
-            )?;
-            writeln!(out, "{}", report.torrent.magnet)?;
+            return Ok(ExitCode::SUCCESS);
         }
+        // With the torrent on standard output, the summary goes to standard error.
+        let mut out: Box<dyn Write> = match destination {
+            Destination::Stdout => Box::new(std::io::stderr().lock()),
+            Destination::File(_) => Box::new(std::io::stdout().lock()),
+        };
+        writeln!(
+            out,
+            "wrote {} ({:?}, {} bytes in {} pieces of {} bytes) in {:.2} s",
+            report.output,
+            report.torrent.version,
+            report.torrent.total_size,
+            report.torrent.pieces,
+            report.torrent.piece_length,
+            report.seconds
+        )?;
+        writeln!(out, "{}", report.torrent.magnet)?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Refuses an output path that cannot be written before any hashing: it exists, its folder
+/// does not, or the folder does not take new files (a probe file is made and removed).
+fn check_output(path: &Path) -> anyhow::Result<()> {
+    if path.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{} already exists (an existing file is never replaced)",
+            path.display()
+        );
+    }
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
+    let probe = folder.join(format!(".peerhash-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // Best effort: the probe is empty and hidden.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes `bytes` to a new file at `path`; never replaces one that appeared meanwhile.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => anyhow::bail!(
+            "{} already exists (an existing file is never replaced)",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("writing {}", path.display())),
+    };
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        drop(file);
+        // A torrent cut short is worse than none.
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -14,7 +15,9 @@ use crate::hash::{Algo, BackendKind, BulkHasher, WorkKind};
 /// thread: it streams on the CPU whatever the backend. Smaller files batch onto the backend.
 const GPU_BATCH_BYTES: u64 = 256 << 20;
 
-/// Print digests of files (or standard input) in the `sha256sum` format: `HEX  NAME`.
+/// Print digests of files (or standard input) in the `sha256sum` format: `HEX  NAME` (names
+/// holding `\`, a newline or a carriage return are escaped as sha256sum does, so `sha256sum -c`
+/// reads the output back).
 #[derive(Debug, clap::Args)]
 pub struct HashFiles {
     /// Digest algorithm; sha256d is SHA-256 applied twice, as Bitcoin does.
@@ -66,7 +69,7 @@ impl HashFiles {
         let mut failed = false;
         let mut out = io::stdout().lock();
         // Batches small files for the GPU; each result prints in input order.
-        let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut batch: Vec<(&Path, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0u64;
         for path in &self.files {
             let name = path.display().to_string();
@@ -86,14 +89,14 @@ impl HashFiles {
                 } else {
                     let digest =
                         stream_digest(self.algo, &mut input).with_context(|| name.clone())?;
-                    writeln!(out, "{}  {name}", hex::encode(digest))?;
+                    out.write_all(&sum_line(&digest, path))?;
                     Ok(None)
                 }
             });
             match result {
                 Ok(Some(data)) => {
                     batch_bytes += data.len() as u64;
-                    batch.push((name, data));
+                    batch.push((path, data));
                 }
                 Ok(None) => {}
                 Err(e) if super::is_broken_pipe(&e) => return Err(e),
@@ -116,7 +119,7 @@ impl HashFiles {
     fn flush(
         &self,
         backend: &dyn BulkHasher,
-        batch: &mut Vec<(String, Vec<u8>)>,
+        batch: &mut Vec<(&Path, Vec<u8>)>,
         out: &mut impl Write,
     ) -> anyhow::Result<()> {
         if batch.is_empty() {
@@ -124,10 +127,49 @@ impl HashFiles {
         }
         let messages: Vec<&[u8]> = batch.iter().map(|(_, data)| data.as_slice()).collect();
         let digests = backend.digest_messages(self.algo, &messages)?;
-        for ((name, _), digest) in batch.iter().zip(digests) {
-            writeln!(out, "{}  {name}", hex::encode(digest))?;
+        for ((path, _), digest) in batch.iter().zip(digests) {
+            out.write_all(&sum_line(&digest, path))?;
         }
         batch.clear();
         Ok(())
+    }
+}
+
+/// One line of `sha256sum` output for `name`, its bytes as they are on disk. GNU coreutils
+/// escapes `\` as `\\`, newline as `\n` and carriage return as `\r`, and then starts the line
+/// with `\` so that `sha256sum -c` knows to unescape.
+fn sum_line(digest: &[u8], name: &Path) -> Vec<u8> {
+    let name = name.as_os_str().as_bytes();
+    let escape = name.iter().any(|b| matches!(b, b'\\' | b'\n' | b'\r'));
+    let mut line = Vec::with_capacity(name.len() + 2 * digest.len() + 4);
+    if escape {
+        line.push(b'\\');
+    }
+    line.extend_from_slice(hex::encode(digest).as_bytes());
+    line.extend_from_slice(b"  ");
+    for &byte in name {
+        match byte {
+            b'\\' => line.extend_from_slice(b"\\\\"),
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            other => line.push(other),
+        }
+    }
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_line;
+    use std::path::Path;
+
+    #[test]
+    fn names_are_escaped_as_sha256sum_does() {
+        let line = |name: &str| String::from_utf8(sum_line(&[0xab], Path::new(name))).unwrap();
+        assert_eq!(line("plain name"), "ab  plain name\n");
+        assert_eq!(line("a\\b"), "\\ab  a\\\\b\n");
+        assert_eq!(line("n\nl"), "\\ab  n\\nl\n");
+        assert_eq!(line("c\rr"), "\\ab  c\\rr\n");
     }
 }

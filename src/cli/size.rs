@@ -25,9 +25,39 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{trimmed:?} is zero or too large"))
 }
 
+/// A size the way [`parse_size`] reads it and people write it: `256M`, `1G`, `48K`, or bytes
+/// when no suffix divides it exactly.
+#[must_use]
+pub fn format_size(bytes: u64) -> String {
+    for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{format_size, parse_size};
+
+    #[test]
+    fn sizes_print_as_they_parse() {
+        for (bytes, text) in [
+            (256 << 20, "256M"),
+            (1 << 30, "1G"),
+            (48 << 10, "48K"),
+            (768 << 20, "768M"),
+            (1536 << 20, "1536M"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(format_size(bytes), text);
+            if bytes > 0 {
+                assert_eq!(parse_size(text), Ok(bytes));
+            }
+        }
+    }
 
     #[test]
     fn sizes() {

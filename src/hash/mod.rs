@@ -134,7 +134,7 @@ pub enum HashError {
     ZeroPieceLength,
     #[error("merkle pairs need an even number of nodes, got {0}")]
     OddNodeCount(usize),
-    #[error("reading input: {0}")]
+    #[error("reading input")]
     Io(#[from] std::io::Error),
 }
 

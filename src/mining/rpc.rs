@@ -21,10 +21,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum RpcError {
     #[error("bad node URL {0:?}: expected http://HOST:PORT[/PATH]")]
     BadUrl(String),
-    #[error("cannot reach {url}: {source}")]
-    Connect { url: String, source: std::io::Error },
-    #[error("talking to {url}: {source}")]
-    Io { url: String, source: std::io::Error },
+    // The OS reason is part of the message (the miner shows errors with `to_string`), so it is
+    // not also a `source`, which would print it twice in an error chain.
+    #[error("cannot reach {url}: {reason}")]
+    Connect { url: String, reason: std::io::Error },
+    #[error("talking to {url}: {reason}")]
+    Io { url: String, reason: std::io::Error },
     #[error("{url} did not answer {method} within {seconds} s")]
     Timeout {
         url: String,
@@ -145,9 +147,9 @@ impl RpcClient {
         cancel: Option<&AtomicBool>,
     ) -> Result<RpcReply, RpcError> {
         let url = self.url();
-        let io = |source| RpcError::Io {
+        let io = |reason| RpcError::Io {
             url: url.clone(),
-            source,
+            reason,
         };
         let deadline = Instant::now() + timeout;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -155,16 +157,16 @@ impl RpcClient {
             json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params}).to_string();
         let addr = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|source| RpcError::Connect {
+            .map_err(|reason| RpcError::Connect {
                 url: url.clone(),
-                source,
+                reason,
             })?
             .next()
             .ok_or_else(|| RpcError::BadUrl(url.clone()))?;
-        let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|source| {
+        let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|reason| {
             RpcError::Connect {
                 url: url.clone(),
-                source,
+                reason,
             }
         })?;
         stream.set_nodelay(true).map_err(io)?;
@@ -231,7 +233,7 @@ impl RpcClient {
             HttpFailure::Status(401) => RpcError::Unauthorized { url: url.clone() },
             HttpFailure::Truncated => RpcError::Io {
                 url: url.clone(),
-                source: std::io::Error::new(
+                reason: std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "connection closed in the middle of the answer",
                 ),

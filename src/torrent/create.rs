@@ -36,9 +36,10 @@ pub struct CreateOptions {
     pub memory: u64,
 }
 
+/// The OS error is the `source`, never repeated in the message: `{:#}` prints the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -47,17 +48,24 @@ pub enum CreateError {
     NotUtf8(PathBuf),
     #[error("{0}: no files to put in a torrent")]
     NoFiles(PathBuf),
+    #[error(
+        "{path}: nothing to share: {files} file(s), all empty (libtorrent and transmission \
+         refuse a torrent without data)"
+    )]
+    Empty { path: PathBuf, files: usize },
     #[error("piece size {0} must be a power of two of at least 16 KiB for v2 and hybrid torrents")]
     PieceLength(u64),
-    #[error("{0}: changed or became unreadable while hashing")]
+    #[error("{0}: changed while hashing (its size or modification time is not what it was)")]
     Changed(PathBuf),
+    #[error("{0}: a read failed while hashing, though the file opens again now")]
+    ReadFailed(PathBuf),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Stream(#[from] StreamError),
     #[error("encoding the torrent: {0}")]
     Encode(String),
-    #[error("the torrent made does not parse back: {0}")]
+    #[error("the torrent made does not parse back")]
     Reparse(#[from] MetainfoError),
 }
 
@@ -78,18 +86,54 @@ pub fn auto_piece_length(total: u64) -> u64 {
         .clamp(MIN_AUTO_PIECE, MAX_AUTO_PIECE)
 }
 
-/// The content under `root` in byte order of path components (the v2 file tree's order).
-/// Hidden files are included; symbolic links inside a directory are skipped with a warning.
+/// The order of a torrent's files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOrder {
+    /// Byte order of path components: the v2 `file tree`'s order (`a/b` before `a b`), which
+    /// v2 and hybrid torrents must use.
+    Components,
+    /// Byte order of the whole `/`-joined path (`a b` before `a/b`): mktorrent's order, so a
+    /// v1 torrent of the same files and piece size has mktorrent's info hash.
+    Paths,
+}
+
+impl FileOrder {
+    /// v1 torrents follow mktorrent; v2 and hybrid ones must follow the file tree.
+    #[must_use]
+    pub fn of(version: Version) -> Self {
+        if version == Version::V1 {
+            Self::Paths
+        } else {
+            Self::Components
+        }
+    }
+
+    /// Sorts `files` into this order.
+    pub fn sort(self, files: &mut [ContentFile]) {
+        match self {
+            Self::Components => files.sort_by(|a, b| a.path.cmp(&b.path)),
+            Self::Paths => files.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str())),
+        }
+    }
+}
+
+/// The content under `root` in byte order of path components (the v2 file tree's order; see
+/// [`FileOrder`]). Hidden files are included; symbolic links inside a directory are skipped with
+/// a warning. The torrent is named after `root` itself, a symbolic link included.
 ///
 /// # Errors
-/// An unreadable directory or a name that is not UTF-8.
+/// An unreadable directory, a name that is not UTF-8, no files, or only empty ones.
 pub fn collect(root: &Path) -> Result<(String, Vec<ContentFile>, bool), CreateError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CreateError::Io { path, source }
     };
-    let canonical = root.canonicalize().map_err(io(root))?;
-    let name = canonical
+    // `.`, `..` and `dir/..` have no name of their own: take the folder they lead to.
+    let named = match root.file_name() {
+        Some(name) => PathBuf::from(name),
+        None => root.canonicalize().map_err(io(root))?,
+    };
+    let name = named
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| CreateError::NotUtf8(root.to_path_buf()))?
@@ -98,6 +142,12 @@ pub fn collect(root: &Path) -> Result<(String, Vec<ContentFile>, bool), CreateEr
     let name_path = TorrentPath::from_components([name.as_bytes()])
         .map_err(|_| CreateError::NotUtf8(root.to_path_buf()))?;
     if meta.is_file() {
+        if meta.len() == 0 {
+            return Err(CreateError::Empty {
+                path: root.to_path_buf(),
+                files: 1,
+            });
+        }
         let file = ContentFile {
             path: name_path,
             disk: root.to_path_buf(),
@@ -133,11 +183,13 @@ pub fn collect(root: &Path) -> Result<(String, Vec<ContentFile>, bool), CreateEr
     if files.is_empty() {
         return Err(CreateError::NoFiles(root.to_path_buf()));
     }
-    files.sort_by(|a, b| {
-        let a = a.path.components().iter().map(String::as_bytes);
-        let b = b.path.components().iter().map(String::as_bytes);
-        a.cmp(b)
-    });
+    if files.iter().all(|f| f.length == 0) {
+        return Err(CreateError::Empty {
+            path: root.to_path_buf(),
+            files: files.len(),
+        });
+    }
+    FileOrder::Components.sort(&mut files);
     Ok((name, files, false))
 }
 
@@ -149,10 +201,11 @@ pub struct Created {
     pub device: Option<crate::hash::bulk::BulkReport>,
 }
 
-/// Hashes `files` and builds the torrent; `progress` gets the bytes of each batch.
+/// Hashes `files` (in the order they are given: see [`FileOrder`]) and builds the torrent;
+/// `progress` gets the bytes of each batch.
 ///
 /// # Errors
-/// A bad piece length, a file that changes while hashing, a backend failure.
+/// A bad piece length, a file that cannot be read or changes while hashing, a backend failure.
 pub fn create(
     backend: &dyn BulkHasher,
     name: &str,
@@ -204,13 +257,14 @@ pub fn create(
         }
         progress(batch);
     })?;
-    if let Some(file) = unreadable.or_else(|| {
-        streamed
-            .states
-            .iter()
-            .position(|s| *s != FileState::Present)
-    }) {
-        return Err(CreateError::Changed(paths[file].clone()));
+    // The engine marks the very file that failed; a failed piece alone may start in a neighbour.
+    if let Some(file) = streamed
+        .states
+        .iter()
+        .position(|s| *s != FileState::Present)
+        .or(unreadable)
+    {
+        return Err(read_failure(&paths[file], streamed.states[file]));
     }
 
     v1_pieces.sort_unstable_by_key(|(index, _)| *index);
@@ -280,7 +334,7 @@ pub fn create(
     let depth = layout
         .files
         .iter()
-        .map(|f| f.path.components().len())
+        .map(|f| f.path.components().count())
         .max()
         .unwrap_or(0);
     let mut encoder = Encoder::new().with_max_depth(depth + 8);
@@ -294,6 +348,24 @@ pub fn create(
         meta,
         device: streamed.device,
     })
+}
+
+/// Why a file could not be hashed, with the OS's own reason when there is one.
+fn read_failure(path: &Path, state: FileState) -> CreateError {
+    use std::io::Read;
+    let io = |source| CreateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if matches!(state, FileState::Changed | FileState::WrongSize) {
+        return CreateError::Changed(path.to_path_buf());
+    }
+    // The engine keeps states, not errors: ask the OS again for the reason.
+    match std::fs::File::open(path).and_then(|mut file| file.read(&mut [0u8; 1])) {
+        Err(e) => io(e),
+        Ok(_) if state == FileState::Missing => io(std::io::ErrorKind::NotFound.into()),
+        Ok(_) => CreateError::ReadFailed(path.to_path_buf()),
+    }
 }
 
 fn bytes(data: &[u8]) -> Value<'static> {
@@ -372,7 +444,6 @@ fn info_dict(
                     let path = file
                         .path
                         .components()
-                        .iter()
                         .map(|c| bytes(c.as_bytes()))
                         .collect();
                     entry.insert(key("path"), Value::List(path));
@@ -403,16 +474,17 @@ fn info_dict(
     Value::Dict(info)
 }
 
-fn insert_path(
+fn insert_path<'p>(
     tree: &mut BTreeMap<Cow<'static, [u8]>, Value<'static>>,
-    components: &[String],
+    mut components: impl Iterator<Item = &'p str> + Clone,
     leaf: Value<'static>,
 ) {
-    let Some((first, rest)) = components.split_first() else {
+    let Some(first) = components.next() else {
         return;
     };
     let key = Cow::Owned(first.as_bytes().to_vec());
-    if rest.is_empty() {
+    let rest = components;
+    if rest.clone().next().is_none() {
         tree.insert(key, leaf);
         return;
     }

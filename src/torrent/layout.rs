@@ -23,9 +23,10 @@ pub enum PathError {
 }
 
 /// A relative path inside a torrent: every component is non-empty, not `.` or `..`, and holds
-/// no separator or NUL, so joining it to a directory can never leave that directory.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TorrentPath(Vec<String>);
+/// no separator or NUL, so joining it to a directory can never leave that directory. Kept as
+/// one `/`-joined string (a torrent may list millions of files: one allocation each).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TorrentPath(Box<str>);
 
 impl TorrentPath {
     /// Validates raw components as they appear in a torrent.
@@ -45,7 +46,7 @@ impl TorrentPath {
         if raw.is_empty() {
             return Err(PathError::NoComponents);
         }
-        let mut parts = Vec::with_capacity(raw.len());
+        let mut joined = String::with_capacity(raw.iter().map(|c| c.len() + 1).sum());
         for component in &raw {
             let text = std::str::from_utf8(component).map_err(|_| PathError::NotUtf8(shown()))?;
             if text.is_empty() {
@@ -63,13 +64,22 @@ impl TorrentPath {
                     path: shown(),
                 });
             }
-            parts.push(text.to_owned());
+            if !joined.is_empty() {
+                joined.push('/');
+            }
+            joined.push_str(text);
         }
-        Ok(Self(parts))
+        Ok(Self(joined.into_boxed_str()))
     }
 
+    /// The components, in order (never empty, none contains `/`).
+    pub fn components(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        self.0.split('/')
+    }
+
+    /// The path as the torrent spells it, components joined with `/`.
     #[must_use]
-    pub fn components(&self) -> &[String] {
+    pub fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -77,14 +87,39 @@ impl TorrentPath {
     #[must_use]
     pub fn under(&self, root: &std::path::Path) -> PathBuf {
         let mut path = root.to_path_buf();
-        path.extend(&self.0);
+        path.extend(self.components());
         path
+    }
+
+    /// Whether `self` is a folder holding `other` (`a` holds `a/b`, not `ab`).
+    #[must_use]
+    pub fn holds(&self, other: &TorrentPath) -> bool {
+        other
+            .0
+            .strip_prefix(&*self.0)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// Component by component (the v2 `file tree` order): `a/b` before `a b`, unlike a byte
+/// comparison of the joined strings, where `/` sorts after the space.
+impl Ord for TorrentPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.components()
+            .map(str::as_bytes)
+            .cmp(other.components().map(str::as_bytes))
+    }
+}
+
+impl PartialOrd for TorrentPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for TorrentPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("/"))
+        f.write_str(&self.0)
     }
 }
 
@@ -163,6 +198,10 @@ pub enum LayoutError {
     TotalLength,
     #[error("{0} pieces is more than the {MAX_PIECES} a torrent can have")]
     TooManyPieces(u64),
+    #[error("{0:?} is listed twice (an ambiguous layout)")]
+    DuplicatePath(String),
+    #[error("{file:?} is both a file and a folder (the torrent also lists {inside:?})")]
+    FileAndFolder { file: String, inside: String },
 }
 
 /// The largest piece length accepted: one piece must fit in memory several times over.
@@ -170,7 +209,8 @@ pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
 
 impl Layout {
     /// # Errors
-    /// An out-of-range piece length, an overflowing total, or too many pieces.
+    /// An out-of-range piece length, an overflowing total, too many pieces, or an ambiguous
+    /// layout (a path listed twice, or both a file and a folder).
     pub fn new(
         files: Vec<FileEntry>,
         piece_length: u64,
@@ -204,6 +244,7 @@ impl Layout {
         if piece_count > MAX_PIECES {
             return Err(LayoutError::TooManyPieces(piece_count));
         }
+        check_unambiguous(&files)?;
         Ok(Self {
             files,
             piece_length,
@@ -319,6 +360,27 @@ impl Layout {
     }
 }
 
+/// Every real file has its own path: two entries with one path, or a file that is also a
+/// folder of others, would let one file's bytes be checked (or written) as another's. Pad files
+/// are exempt: libtorrent names them after their length, so `.pad/N` repeats.
+fn check_unambiguous(files: &[FileEntry]) -> Result<(), LayoutError> {
+    let mut paths: Vec<&TorrentPath> = files.iter().filter(|f| !f.pad).map(|f| &f.path).collect();
+    // In component order, the paths inside a folder follow the folder's own path at once.
+    paths.sort_unstable();
+    for pair in paths.windows(2) {
+        if pair[0] == pair[1] {
+            return Err(LayoutError::DuplicatePath(pair[0].to_string()));
+        }
+        if pair[0].holds(pair[1]) {
+            return Err(LayoutError::FileAndFolder {
+                file: pair[0].to_string(),
+                inside: pair[1].to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +448,63 @@ mod tests {
         assert_eq!(pieces[1].length, 1);
         assert_eq!(pieces[2].spans[0].file, 1);
         assert_eq!(layout.pieces_of_file(1), 2..3);
+    }
+
+    fn nested(path: &str, length: u64, pad: bool) -> FileEntry {
+        FileEntry {
+            path: TorrentPath::from_components(path.split('/').map(str::as_bytes)).unwrap(),
+            length,
+            pad,
+            pieces_root: None,
+        }
+    }
+
+    #[test]
+    fn paths_order_by_component_and_hold_only_whole_components() {
+        let path = |p: &str| nested(p, 0, false).path;
+        // The v2 file tree order: `a/b` before `a b` although `/` is after ` ` in ASCII.
+        assert!(path("Season 1/e01") < path("Season 1 Extras/x"));
+        assert!(path("Season 1/e01").as_str() > path("Season 1 Extras/x").as_str());
+        assert!(path("a").holds(&path("a/b")));
+        assert!(!path("a").holds(&path("ab")));
+        assert!(!path("a").holds(&path("a")));
+        assert_eq!(path("d ir/é.txt").components().count(), 2);
+    }
+
+    #[test]
+    fn ambiguous_layouts_are_refused() {
+        let layout = |files: Vec<FileEntry>| Layout::new(files, 4, PieceScheme::Concatenated);
+        let twice = layout(vec![
+            nested("d/a.bin", 1, false),
+            nested("d/b", 1, false),
+            nested("d/a.bin", 1, false),
+        ]);
+        assert_eq!(
+            twice.unwrap_err(),
+            LayoutError::DuplicatePath("d/a.bin".into())
+        );
+        let both = layout(vec![
+            nested("a.bin/x", 1, false),
+            nested("a.bin y", 1, false),
+            nested("a.bin", 1, false),
+        ]);
+        assert_eq!(
+            both.unwrap_err(),
+            LayoutError::FileAndFolder {
+                file: "a.bin".into(),
+                inside: "a.bin/x".into()
+            }
+        );
+        // Pad files repeat their names in libtorrent's torrents; a prefix that is not a whole
+        // component is another file.
+        let fine = layout(vec![
+            nested("a", 3, false),
+            nested(".pad/1", 1, true),
+            nested("ab", 3, false),
+            nested(".pad/1", 1, true),
+            nested("a b/c", 1, false),
+        ]);
+        assert!(fine.is_ok());
     }
 
     #[test]

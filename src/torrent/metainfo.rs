@@ -107,6 +107,12 @@ pub enum MetainfoError {
     NoVersion,
     #[error("unsupported `meta version` {0}")]
     MetaVersion(i64),
+    #[error("`info` has both `length` (one file) and `files` (a folder): an ambiguous layout")]
+    LengthAndFiles,
+    #[error("`files` is an empty list: a torrent must hold at least one file")]
+    EmptyFiles,
+    #[error("`file tree` is empty: a torrent must hold at least one file")]
+    EmptyFileTree,
 }
 
 /// A parsed torrent.
@@ -349,7 +355,11 @@ fn parse_v1_files(
     info: &Dict<'_>,
     name: &TorrentPath,
 ) -> Result<(Vec<FileEntry>, bool), MetainfoError> {
-    if let Some(length) = integer(info, "length")? {
+    let single = integer(info, "length")?;
+    if single.is_some() && get(info, "files").is_some() {
+        return Err(MetainfoError::LengthAndFiles);
+    }
+    if let Some(length) = single {
         let length = self::length(&name.to_string(), length)?;
         let file = FileEntry {
             path: name.clone(),
@@ -365,6 +375,9 @@ fn parse_v1_files(
     let Value::List(list) = list else {
         return Err(type_error("files", "a list"));
     };
+    if list.is_empty() {
+        return Err(MetainfoError::EmptyFiles);
+    }
     let mut files = Vec::with_capacity(list.len());
     for entry in list {
         let Value::Dict(entry) = entry else {
@@ -415,7 +428,10 @@ fn parse_file_tree(info: &Dict<'_>) -> Result<(Vec<FileEntry>, bool), MetainfoEr
     let mut files = Vec::new();
     let mut prefix = Vec::new();
     walk_tree(tree, &mut prefix, &mut files)?;
-    let single = tree.len() == 1 && files.len() == 1 && files[0].path.components().len() == 1;
+    if files.is_empty() {
+        return Err(MetainfoError::EmptyFileTree);
+    }
+    let single = tree.len() == 1 && files.len() == 1 && files[0].path.components().count() == 1;
     Ok((files, single))
 }
 

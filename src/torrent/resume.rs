@@ -253,7 +253,7 @@ fn save_path(meta: &Metainfo, paths: &[PathBuf]) -> Result<(String, Option<Strin
     let (root, expected) = if meta.single_file {
         (first.clone(), file.path.to_string())
     } else {
-        let depth = file.path.components().len();
+        let depth = file.path.components().count();
         let root = first
             .ancestors()
             .nth(depth)

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::hash::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, BulkSource, Extent};
 use crate::hash::cpu::MappedWindow;
@@ -283,13 +284,21 @@ fn device_results(
         .collect())
 }
 
-/// The torrent's files as bulk sources: opened once each, read with positioned reads so
-/// every core can fill its part of an upload buffer at once.
+/// The torrent's files as bulk sources, read with positioned reads so every core can fill its
+/// part of an upload buffer at once. A file is opened at its first read and closed once every
+/// byte the torrent wants from it has been read: a torrent of many files must not hold them all
+/// open (the usual limit is 1024 descriptors; past it, files would fail to open).
 struct FileSource<'a> {
     layout: &'a Layout,
     paths: &'a [PathBuf],
-    files: Vec<std::sync::OnceLock<Option<File>>>,
+    files: Vec<OpenFile>,
     states: Mutex<Vec<FileState>>,
+}
+
+struct OpenFile {
+    handle: Mutex<Option<Arc<File>>>,
+    /// Bytes the torrent wants from the file that were not read yet.
+    unread: AtomicU64,
 }
 
 impl<'a> FileSource<'a> {
@@ -297,10 +306,44 @@ impl<'a> FileSource<'a> {
         Self {
             layout,
             paths,
-            files: (0..paths.len())
-                .map(|_| std::sync::OnceLock::new())
+            files: layout
+                .files
+                .iter()
+                .map(|file| OpenFile {
+                    handle: Mutex::new(None),
+                    unread: AtomicU64::new(file.length),
+                })
                 .collect(),
             states: Mutex::new(states),
+        }
+    }
+
+    /// The open file, opening it if this is its first read (or a read after it was closed).
+    fn open(&self, file: usize) -> Option<Arc<File>> {
+        let mut handle = self.files[file]
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = &*handle {
+            return Some(Arc::clone(open));
+        }
+        let open = Arc::new(File::open(&self.paths[file]).ok()?);
+        *handle = Some(Arc::clone(&open));
+        Some(open)
+    }
+
+    /// Counts `read` bytes of `file` as done; closes it when none is left to read (readers
+    /// still holding it keep it open until they finish).
+    fn done(&self, file: usize, read: u64) {
+        let slot = &self.files[file];
+        let left = slot
+            .unread
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(read))
+            })
+            .map_or(0, |before| before.saturating_sub(read));
+        if left == 0 {
+            *slot.handle.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 
@@ -323,8 +366,10 @@ impl BulkSource for FileSource<'_> {
         {
             return None;
         }
-        let handle = self.files[file].get_or_init(|| File::open(&self.paths[file]).ok());
-        MappedWindow::new(handle.as_ref()?, offset, len)
+        let window = MappedWindow::new(&*self.open(file)?, offset, len)?;
+        // The mapping outlives the descriptor, so the file may close as if read.
+        self.done(file, len as u64);
+        Some(window)
     }
 
     fn read(&self, file: usize, offset: u64, dst: &mut [u8]) -> bool {
@@ -337,8 +382,7 @@ impl BulkSource for FileSource<'_> {
         if !matches!(state, FileState::Present | FileState::WrongSize) {
             return false;
         }
-        let handle = self.files[file].get_or_init(|| File::open(&self.paths[file]).ok());
-        let Some(handle) = handle else {
+        let Some(handle) = self.open(file) else {
             self.mark(file, FileState::Unreadable);
             return false;
         };
@@ -354,6 +398,7 @@ impl BulkSource for FileSource<'_> {
                 }
             }
         }
+        self.done(file, dst.len() as u64);
         true
     }
 }
