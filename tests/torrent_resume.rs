@@ -374,10 +374,10 @@ fn an_existing_resume_file_is_never_replaced_and_nothing_is_hashed() {
         resume.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(2), "{}", util::stderr(&output));
-    assert!(
-        util::stdout(&output).is_empty(),
-        "refused before any report"
-    );
+    // With --json the refusal is the one object on stdout, and no report came before it.
+    let answer: Value = serde_json::from_str(&util::stdout(&output)).unwrap();
+    assert!(answer["error"].is_string(), "{answer}");
+    assert!(answer.get("files").is_none(), "refused before any report");
     assert!(util::stderr(&output).contains("taken.fastresume"));
     assert_eq!(fs::read(&resume).unwrap(), b"someone else's");
     // A folder that does not exist is refused before hashing too, and nothing is created.
