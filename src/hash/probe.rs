@@ -13,20 +13,25 @@ pub use cache::{cache_dir, cache_file, CacheEntry, CacheKey, RateCache};
 pub use decide::{choose, Candidate, DeviceId};
 pub use rates::Rates;
 
+use super::bulk::{BlockAlgo, BulkItem, BulkJob, Extent, MemorySource};
 use super::cpu::CpuBackend;
 use super::gpu::{self, GpuBackend};
-use super::{Algo, Backend, BackendKind, HashError, KernelTarget, ScanJob, WorkKind};
+use super::{Backend, BackendKind, HashError, KernelTarget, ScanJob, WorkKind};
 
 /// Measuring time for every device and kind of work together (pipeline compiles and device
 /// opening come on top): short enough that a command does not feel slower for it.
 pub const PROBE_BUDGET: Duration = Duration::from_millis(450);
 
-/// Piece sizes of the bulk probes: a typical v1 piece for SHA-1, the v2 block for SHA-256.
-const SHA1_PIECE: usize = 256 << 10;
-const SHA256_BLOCK: usize = 16 << 10;
-/// The most data one bulk round hashes: enough messages to fill a GPU's lanes as `verify`
-/// does. The CPU stops at a cache-sized buffer per core, as `verify`'s chunks are.
-const GPU_BULK_CAP: u64 = 64 << 20;
+/// The bulk probes' pieces: a typical v1 piece for SHA-1; for SHA-256 the same pieces hashed
+/// as v2 16 KiB blocks.
+const PIECE: u64 = 256 << 10;
+/// The most data one bulk round hashes: on a GPU enough pieces to fill every lane of its bulk
+/// shape many times over (8,192 lanes of 256 KiB are 2 GiB), cycling over `GPU_BULK_DATA` of
+/// host memory; the CPU's pieces cycle over a cache-sized buffer per core, as `verify`'s chunks
+/// are, in rounds long enough that starting its workers does not count.
+const GPU_BULK_CAP: u64 = 8 << 30;
+const GPU_BULK_DATA: u64 = 64 << 20;
+const CPU_BULK_CAP: u64 = 1 << 30;
 const CPU_BULK_PER_CORE: u64 = 2 << 20;
 /// The first round of each probe, doubled until a round takes long enough to time.
 const FIRST_NONCES: u64 = 1 << 16;
@@ -213,7 +218,7 @@ pub fn measure_work(
     each: Duration,
 ) -> Result<f64, HashError> {
     let header = [0x5a; 80];
-    let (algo, piece) = match work {
+    let (algo, block_bytes) = match work {
         WorkKind::NonceSearch => {
             // The first call compiles the kernel: it is not timed.
             backend.scan(&ScanJob::new(&header, 0, 256, KernelTarget::ZERO).expect("in range"))?;
@@ -222,23 +227,43 @@ pub fn measure_work(
                 backend.scan(&job).map(drop)
             });
         }
-        WorkKind::BulkSha1 => (Algo::Sha1, SHA1_PIECE),
-        WorkKind::BulkSha256 => (Algo::Sha256, SHA256_BLOCK),
+        WorkKind::BulkSha1 => (Some(BlockAlgo::Sha1), 0),
+        WorkKind::BulkSha256 => (None, PIECE),
     };
-    let cap = match backend.kind() {
-        BackendKind::Gpu => GPU_BULK_CAP,
-        BackendKind::Cpu => {
-            CPU_BULK_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
-        }
+    let (cap, data_bytes) = match backend.kind() {
+        BackendKind::Gpu => (GPU_BULK_CAP, GPU_BULK_DATA),
+        BackendKind::Cpu => (
+            CPU_BULK_CAP,
+            CPU_BULK_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+        ),
     };
     // Zeroed memory costs nothing until read, and hashing speed does not depend on content.
-    let data = vec![0u8; usize::try_from(cap).unwrap_or(usize::MAX)];
-    backend.digest_messages(algo, &[&data[..64]])?;
-    sample(FIRST_BYTES, cap, each, |bytes| {
-        let len = usize::try_from(bytes).unwrap_or(data.len()).min(data.len());
-        let messages: Vec<&[u8]> = data[..len].chunks(piece).collect();
-        backend.digest_messages(algo, &messages).map(drop)
-    })
+    let data = vec![0u8; usize::try_from(data_bytes).unwrap_or(usize::MAX)];
+    let sources = [data.as_slice()];
+    let source = MemorySource(&sources);
+    let pieces_in_data = (data_bytes / PIECE).max(1);
+    // As verify feeds it: many pieces in flight (on a GPU, as many lanes as its shape takes),
+    // read from host memory into the device's buffers; offsets cycle over `data`.
+    let round = |bytes: u64| {
+        let mut items = (0..(bytes / PIECE).max(1)).map(|i| BulkItem {
+            id: i,
+            extents: vec![Extent {
+                source: Some(0),
+                offset: (i % pieces_in_data) * PIECE,
+                length: PIECE,
+            }],
+            block_bytes,
+        });
+        let job = BulkJob {
+            algo,
+            source: &source,
+            memory: gpu::DEFAULT_GPU_MEMORY,
+        };
+        backend.hash_items(&job, &mut items, &mut |_| {}).map(drop)
+    };
+    // The first call compiles the kernel and makes the buffers: it is not timed.
+    round(PIECE)?;
+    sample(FIRST_BYTES, cap, each, round)
 }
 
 /// Runs `round(size)` with `size` doubling from `first` to `cap` until one round takes a quarter
