@@ -59,7 +59,10 @@ impl Verify {
         let bar = progress::bar(meta.layout.total_length(), self.json, BYTES_TEMPLATE);
         let memory = self
             .memory
-            .unwrap_or_else(|| stream::default_memory(backend.kind()));
+            // Big pieces raise the default, as `create` does, rather than fail on it.
+            .unwrap_or_else(|| {
+                stream::default_memory(backend.kind()).max(3 * meta.layout.piece_length)
+            });
         let report = verify::verify(&meta, &located, &*backend, memory, |n| bar.inc(n))?;
         bar.finish_and_clear();
         if let Some(out) = &self.resume_out {
