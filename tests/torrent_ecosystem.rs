@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use util::payload::{bytes, copy_dir, write_files, FILES};
 
 /// python3-libtorrent is only importable from Debian's own interpreter.
 const LIBTORRENT_PYTHON: &str = "/usr/bin/python3";
@@ -149,52 +150,12 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// Deterministic bytes that differ from file to file.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
-}
-
-/// The payload (relative to `payload/`): a file over many pieces, odd sizes, a file smaller
-/// than a piece, an empty file, unicode and a space.
-const FILES: [(&str, usize); 5] = [
-    ("a.bin", 300_001),
-    ("sub dir/é b.txt", 70_000),
-    ("sub dir/deeper/odd.dat", 16_385),
-    ("empty", 0),
-    ("tiny", 5),
-];
-
 /// A temp dir with the payload in `good/payload/`.
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good");
-    for (i, (path, len)) in FILES.iter().enumerate() {
-        let path = good.join("payload").join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, bytes(i as u64 + 1, *len)).unwrap();
-    }
+    write_files(&good.join("payload"), &FILES);
     (dir, good)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// How a copy of the data is damaged; paths are relative to the save directory.

@@ -3,12 +3,15 @@
 //! verdicts compared with libtorrent's own recheck. Torrents peerhash makes must load in
 //! libtorrent with the same info hashes and check complete there.
 
+mod util;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use util::payload::{bytes, copy_dir, write_files, FILES};
 
 const PEERHASH: &str = env!("CARGO_BIN_EXE_peerhash");
 /// python3-libtorrent is only importable from Debian's own interpreter.
@@ -88,51 +91,11 @@ fn python(script: &str, args: &[&Path], cwd: &Path) -> Output {
     output
 }
 
-/// Deterministic bytes that differ from file to file.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[3]
-        })
-        .collect()
-}
-
-/// The payload's files (relative to the content directory) and sizes: a file over many
-/// pieces, odd sizes, a file smaller than a piece, an empty file, unicode and a space.
-const FILES: [(&str, usize); 5] = [
-    ("a.bin", 300_001),
-    ("sub dir/é b.txt", 70_000),
-    ("sub dir/deeper/odd.dat", 16_385),
-    ("empty", 0),
-    ("tiny", 5),
-];
-
 /// Writes the payload as `save/payload/...`, returning the content directory.
 fn make_payload(save: &Path, files: &[(&str, usize)]) -> PathBuf {
     let root = save.join("payload");
-    for (i, (path, len)) in files.iter().enumerate() {
-        let path = root.join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, bytes(i as u64 + 1, *len)).unwrap();
-    }
+    write_files(&root, files);
     root
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// How a copy of the payload is damaged.

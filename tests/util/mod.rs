@@ -3,6 +3,8 @@
 
 use std::process::{Command, Output};
 
+pub mod payload;
+
 /// The built `peerhash` binary, with Mesa quiet.
 pub fn peerhash(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerhash"));
