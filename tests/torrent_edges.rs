@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use util::bencode::{encode, s, B};
 use util::{peerhash, stderr, stdout};
 
 fn run_in(args: &[&str], cwd: &Path) -> Output {
@@ -35,44 +36,6 @@ fn tool(cmd: &mut Command) -> Output {
         stderr(&output)
     );
     output
-}
-
-/// A minimal bencoder; dictionaries are written in the order given, so tests can also make
-/// torrents whose keys are sorted (all of these are).
-enum B {
-    I(i64),
-    S(Vec<u8>),
-    L(Vec<B>),
-    D(Vec<(&'static str, B)>),
-}
-
-fn s(text: &str) -> B {
-    B::S(text.as_bytes().to_vec())
-}
-
-fn encode(value: &B, out: &mut Vec<u8>) {
-    match value {
-        B::I(i) => out.extend(format!("i{i}e").bytes()),
-        B::S(bytes) => {
-            out.extend(format!("{}:", bytes.len()).bytes());
-            out.extend(bytes);
-        }
-        B::L(items) => {
-            out.push(b'l');
-            items.iter().for_each(|item| encode(item, out));
-            out.push(b'e');
-        }
-        B::D(pairs) => {
-            out.push(b'd');
-            let mut pairs: Vec<&(&str, B)> = pairs.iter().collect();
-            pairs.sort_by_key(|(k, _)| k.as_bytes());
-            for (key, value) in pairs {
-                encode(&s(key), out);
-                encode(value, out);
-            }
-            out.push(b'e');
-        }
-    }
 }
 
 fn file(path: &[&str], length: i64) -> B {

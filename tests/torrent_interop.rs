@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use util::bencode::{encode, s, B};
 use util::payload::{bytes, copy_dir, write_files, FILES};
 
 const PEERHASH: &str = env!("CARGO_BIN_EXE_peerhash");
@@ -801,43 +802,6 @@ fn memory_limit_streams_in_small_chunks_and_refuses_less_than_three_pieces() {
     let tiny = peerhash(&["verify", torrent, save, "--memory", "40K"], dir.path());
     assert_eq!(tiny.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&tiny.stderr).contains("--memory"));
-}
-
-/// A minimal bencoder for hand-made hostile torrents.
-enum B {
-    I(i64),
-    S(Vec<u8>),
-    L(Vec<B>),
-    D(Vec<(&'static str, B)>),
-}
-
-fn s(text: &str) -> B {
-    B::S(text.as_bytes().to_vec())
-}
-
-fn encode(value: &B, out: &mut Vec<u8>) {
-    match value {
-        B::I(i) => out.extend(format!("i{i}e").bytes()),
-        B::S(bytes) => {
-            out.extend(format!("{}:", bytes.len()).bytes());
-            out.extend(bytes);
-        }
-        B::L(items) => {
-            out.push(b'l');
-            items.iter().for_each(|item| encode(item, out));
-            out.push(b'e');
-        }
-        B::D(pairs) => {
-            out.push(b'd');
-            let mut pairs: Vec<&(&str, B)> = pairs.iter().collect();
-            pairs.sort_by_key(|(k, _)| k.as_bytes());
-            for (key, value) in pairs {
-                encode(&s(key), out);
-                encode(value, out);
-            }
-            out.push(b'e');
-        }
-    }
 }
 
 fn v1_torrent(files: Vec<B>, pieces: usize) -> Vec<u8> {

@@ -3,6 +3,7 @@
 
 use std::process::{Command, Output};
 
+pub mod bencode;
 pub mod payload;
 
 /// The built `peerhash` binary, with Mesa quiet.
