@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod create;
 mod devices;
+mod find;
 mod hash;
 mod info;
 mod mine;
@@ -38,6 +39,7 @@ enum Command {
     Bench(bench::Bench),
     Verify(verify::Verify),
     Create(create::Create),
+    Find(find::Find),
     Info(info::Info),
     Mine(mine::Mine),
     Config(config::Config),
@@ -109,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Bench(cmd) => cmd.run(),
         Command::Verify(cmd) => cmd.run(),
         Command::Create(cmd) => cmd.run(),
+        Command::Find(cmd) => cmd.run(),
         Command::Info(cmd) => cmd.run(),
         Command::Mine(cmd) => cmd.run(),
         Command::Config(cmd) => cmd.run(),

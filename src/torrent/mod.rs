@@ -3,6 +3,7 @@
 
 pub mod bencode;
 pub mod create;
+pub mod find;
 pub mod layout;
 pub mod magnet;
 pub mod merkle;
