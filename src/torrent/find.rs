@@ -244,8 +244,9 @@ pub enum Proof {
     /// The v1 pieces that could be checked matched; those it shares with a neighbour that was
     /// not found (or did not match there) were not proven.
     Partial,
-    /// Files of its size exist, but every piece holding its bytes is shared with a neighbour
-    /// that was not found: it can only be proven together with them. Not a match.
+    /// Files of its size exist, but every piece holding its bytes is shared with neighbours
+    /// that were not found, or whose candidates are too many to try together: it can only be
+    /// proven together with them. Not a match.
     SizeOnly,
     /// Files of its size exist and were hashed: none matched.
     Mismatch,
@@ -678,7 +679,7 @@ fn prove(
                     Proof::Partial
                 }
                 (TargetKind::V1 { .. }, Some(_)) => Proof::Pieces,
-                (_, None) if state[t].probed || shared.hashed.contains(&file) => Proof::Mismatch,
+                (_, None) if state[t].probed || shared.refuted.contains(&file) => Proof::Mismatch,
                 (_, None) => Proof::SizeOnly,
             };
             let found = fixed.or(if proof == Proof::SizeOnly {
@@ -698,8 +699,9 @@ struct SharedOutcome {
     assigned: HashMap<usize, usize>,
     /// Files with a shared piece that could not be checked or did not match.
     unproven: HashSet<usize>,
-    /// Files whose candidates were hashed in a shared piece.
-    hashed: HashSet<usize>,
+    /// Files refuted by a shared piece: the only file in it still to choose, every candidate
+    /// tried, none matched.
+    refuted: HashSet<usize>,
 }
 
 /// The v1 pieces several files share, in order: each is hashed once every file in it has a
@@ -779,7 +781,18 @@ fn prove_shared(
                     shared_check(meta, starts, piece, &chosen, expected)
                 })
                 .collect();
-            outcome.hashed.extend(distinct.iter().copied());
+            // Files still to choose in this piece, and whether every combination was tried.
+            let open: Vec<usize> = options
+                .iter()
+                .filter(|(f, _)| {
+                    state[by_file[f]].fixed.is_none() && !outcome.assigned.contains_key(f)
+                })
+                .map(|(f, _)| *f)
+                .collect();
+            let exhaustive = options
+                .iter()
+                .fold(1usize, |n, (_, o)| n.saturating_mul(o.len()))
+                <= combos.len();
             let digests = hasher.digests(checks.iter())?;
             let hit = digests
                 .iter()
@@ -795,6 +808,9 @@ fn prove_shared(
                 }
                 None => {
                     outcome.unproven.extend(distinct.iter().copied());
+                    if let ([file], true) = (&open[..], exhaustive) {
+                        outcome.refuted.insert(*file);
+                    }
                     // Those proven by an earlier piece stay (partial); the others are given up.
                     for (file, _) in &options {
                         if state[by_file[file]].fixed.is_none()
@@ -1176,4 +1192,134 @@ pub fn link_file(save: &Path, target: &Path, found: Option<&Path>) -> LinkOutcom
 pub fn is_plain_relative(path: &Path) -> bool {
     path.components()
         .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torrent::layout::{FileEntry, TorrentPath};
+
+    fn entry(name: &str, length: u64, pad: bool) -> FileEntry {
+        FileEntry {
+            path: TorrentPath::from_components(name.split('/').map(str::as_bytes)).unwrap(),
+            length,
+            pad,
+            pieces_root: None,
+        }
+    }
+
+    #[test]
+    fn own_pieces_lie_wholly_in_one_file_pad_bytes_aside() {
+        // a: 0..10, pad 10..12, b: 12..13, c: 13..30 with 4-byte pieces.
+        let layout = Layout::new(
+            vec![
+                entry("a", 10, false),
+                entry(".pad/2", 2, true),
+                entry("b", 1, false),
+                entry("c", 17, false),
+            ],
+            4,
+            PieceScheme::Concatenated,
+        )
+        .unwrap();
+        let own = own_pieces(&layout);
+        // Piece 2 (8..12) is a's last bytes and the pad: a's own. Piece 3 (12..16) holds b and c.
+        assert_eq!(own[0], 0..3);
+        assert_eq!(own[2], 0..0);
+        assert_eq!(own[3], 4..8);
+        let starts = file_starts(&layout);
+        assert_eq!(piece_spans(&layout, &starts, 3), [(2, 0, 1), (3, 0, 3)]);
+        assert_eq!(piece_spans(&layout, &starts, 2), [(0, 8, 2), (1, 0, 2)]);
+        assert_eq!(files_in_piece(&layout, &starts, 2), [0]);
+        assert_eq!(piece_spans(&layout, &starts, 7), [(3, 15, 2)]);
+    }
+
+    #[test]
+    fn same_name_candidates_come_first_then_paths() {
+        let index = SizeIndex::from_candidates([
+            Candidate {
+                path: "z/x.bin".into(),
+                size: 5,
+            },
+            Candidate {
+                path: "b/a.bin".into(),
+                size: 5,
+            },
+            Candidate {
+                path: "a/y".into(),
+                size: 5,
+            },
+            Candidate {
+                path: "c/a.bin".into(),
+                size: 6,
+            },
+        ]);
+        let paths: Vec<&Path> = index
+            .candidates_for(5, "x.bin")
+            .into_iter()
+            .map(|c| index.candidate(c).path.as_path())
+            .collect();
+        assert_eq!(
+            paths,
+            [Path::new("z/x.bin"), Path::new("a/y"), Path::new("b/a.bin")]
+        );
+        assert!(index.candidates_for(7, "x").is_empty());
+    }
+
+    #[test]
+    fn combinations_keep_preference_order_and_stop_at_the_cap() {
+        let options = vec![(1, vec![10, 11]), (2, vec![20]), (3, vec![30, 31])];
+        let all = combinations(&options, 64);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0], [(1, 10), (2, 20), (3, 30)]);
+        assert_eq!(all[3], [(1, 11), (2, 20), (3, 31)]);
+        assert_eq!(combinations(&options, 3).len(), 3);
+    }
+
+    #[test]
+    fn the_walk_counts_a_hard_linked_file_once_and_skips_links() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"12345").unwrap();
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("l")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let index = SizeIndex::build(&[dir.path().to_path_buf()], &HashSet::from([5])).unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.skipped, 2);
+        let missing = SizeIndex::build(&[dir.path().join("none")], &HashSet::new());
+        assert!(matches!(missing, Err(FindError::SearchFolder { .. })));
+    }
+
+    #[test]
+    fn links_never_replace_or_follow_what_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let save = dir.path().join("save");
+        std::fs::create_dir(&save).unwrap();
+        let found = dir.path().join("found");
+        std::fs::write(&found, b"data").unwrap();
+        let target = save.join("t/f");
+        assert_eq!(
+            link_file(&save, &target, Some(&found)),
+            LinkOutcome::HardLink
+        );
+        assert!(matches!(
+            link_file(&save, &target, Some(&found)),
+            LinkOutcome::Refused(_)
+        ));
+        std::os::unix::fs::symlink(dir.path(), save.join("l")).unwrap();
+        assert!(matches!(
+            link_file(&save, &save.join("l/x"), Some(&found)),
+            LinkOutcome::Refused(_)
+        ));
+        assert!(!dir.path().join("x").exists());
+        assert!(matches!(
+            link_file(&save, &save.join("../escape"), None),
+            LinkOutcome::Refused(_)
+        ));
+        assert!(!dir.path().join("escape").exists());
+        assert_eq!(
+            link_file(&save, &save.join("e"), None),
+            LinkOutcome::Created
+        );
+    }
 }
