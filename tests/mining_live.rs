@@ -1296,6 +1296,7 @@ fn pool_client_counts_job_not_found_as_stale() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn a_gpu_lost_while_mining_hands_over_to_the_cpu() {
     require_harness();
     let node = Node::start();
