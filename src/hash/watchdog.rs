@@ -127,6 +127,8 @@ impl Watchdog {
 }
 
 type Call = Box<dyn FnOnce(&dyn Backend) + Send>;
+/// A call the watchdog may run more than once, on each reopened device.
+type Work<T> = Arc<dyn Fn(&dyn Backend) -> Result<T, HashError> + Send + Sync>;
 
 /// One opened device and the worker thread its calls run on.
 struct Instance {
@@ -205,7 +207,7 @@ impl Watched {
         &self,
         what: &str,
         slow: bool,
-        work: Arc<dyn Fn(&dyn Backend) -> Result<T, HashError> + Send + Sync>,
+        work: Work<T>,
     ) -> Result<T, HashError> {
         loop {
             let (instance, generation) = {
