@@ -428,6 +428,7 @@ fn every_subcommand_has_help() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn a_gpu_lost_mid_run_hands_over_to_the_cpu_and_the_result_stays_right() {
     // The first GPU slice (4 Mi nonces on lavapipe) succeeds, every later one fails as a lost
     // device would: the nonce is in the third slice.
@@ -441,6 +442,9 @@ fn a_gpu_lost_mid_run_hands_over_to_the_cpu_and_the_result_stays_right() {
         "--backend",
         "gpu",
         "--json",
+        // Without the watchdog: a lost GPU hands over at once (the watchdog's own tests below).
+        "--watchdog-secs",
+        "0",
     ])
     .env("PEERHASH_FAULT_GPU", "fail-after:1")
     .output()
@@ -467,6 +471,75 @@ fn a_gpu_lost_mid_run_hands_over_to_the_cpu_and_the_result_stays_right() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
+fn a_stalled_gpu_is_restarted_by_the_watchdog_and_keeps_hashing() {
+    // Three lavapipe slices of 2^20 nonces, the nonce in the second. Each opened device answers
+    // one scan, then hangs: slices two and three stall, the watchdog reopens the GPU twice and
+    // searches them again on it (a fresh device's first call has warm-up time, so only the
+    // injected stalls can reach the limit).
+    let out = util::peerhash(&[
+        "scan",
+        GENESIS,
+        "--start",
+        "2082000000",
+        "--count",
+        "3145728",
+        "--backend",
+        "gpu",
+        "--json",
+        "--watchdog-secs",
+        "3",
+    ])
+    .env("PEERHASH_FAULT_GPU", "stall-after:1")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32);
+    assert_eq!(report["hashes"], 3_145_728);
+    assert!(
+        report["backend"].as_str().unwrap().starts_with("gpu"),
+        "{report}"
+    );
+    assert_eq!(
+        stderr(&out).matches("restarting it").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+#[cfg(feature = "test-hooks")]
+fn a_gpu_that_keeps_failing_is_dropped_and_the_cpu_finishes_its_range() {
+    let out = util::peerhash(&[
+        "scan",
+        GENESIS,
+        "--start",
+        "2075000000",
+        "--count",
+        "12582912",
+        "--backend",
+        "gpu",
+        "--json",
+    ])
+    .env("PEERHASH_FAULT_GPU", "fail-after:0")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["found"][0]["nonce"], 2_083_236_893u32);
+    assert!(
+        report["backend"].as_str().unwrap().starts_with("cpu"),
+        "{report}"
+    );
+    let log = stderr(&out);
+    assert_eq!(log.matches("restarting it").count(), 3, "{log}");
+    assert!(log.contains("dropped after 3 restarts"), "{log}");
+}
+
+#[test]
+#[cfg(feature = "test-hooks")]
 fn wrong_nonces_from_the_gpu_are_hardware_errors_never_found() {
     let out = util::peerhash(&[
         "scan",

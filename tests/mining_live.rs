@@ -1296,6 +1296,7 @@ fn pool_client_counts_job_not_found_as_stale() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn a_gpu_lost_while_mining_hands_over_to_the_cpu() {
     require_harness();
     let node = Node::start();
@@ -1367,4 +1368,109 @@ fn a_node_that_never_answers_is_named_and_the_miner_still_stops_on_time() {
     assert!(!stderr.contains("secret"), "{stderr}");
     assert_eq!(summary(&all)["hashes"], 0);
     drop(silent);
+}
+
+#[test]
+fn a_device_at_temp_stop_pauses_and_resumes_when_it_cools() {
+    // A hwmon tree as Linux lays it out: a decoy sensor and the CPU package's.
+    let sysfs = temp_dir("sysfs");
+    let hwmon = sysfs.join("class/hwmon");
+    for (path, text) in [
+        ("hwmon0/name", "nvme\n"),
+        ("hwmon0/temp1_input", "99000\n"),
+        ("hwmon1/name", "coretemp\n"),
+        ("hwmon1/temp1_label", "Package id 0\n"),
+        ("hwmon1/temp1_input", "50000\n"),
+    ] {
+        fs::create_dir_all(hwmon.join(path).parent().unwrap()).unwrap();
+        fs::write(hwmon.join(path), text).unwrap();
+    }
+    let package = hwmon.join("hwmon1/temp1_input");
+    let (port, server) = fake_pool(vec![Box::new(|stream: TcpStream| {
+        let (mut reader, _) = handshake(&stream, &[FAKE_NOTIFY.to_owned()]);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+        }
+    })]);
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let sysfs_arg = sysfs.to_string_lossy().into_owned();
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--backend",
+            "cpu",
+            "--status-every",
+            "1",
+            "--temp-stop",
+            "80",
+            "--temp-resume",
+            "60",
+            "--sysfs-root",
+            &sysfs_arg,
+            "--duration",
+            "60",
+        ],
+        &[],
+    );
+    let device_status = |want: &dyn Fn(&Value) -> bool| {
+        miner
+            .events()
+            .iter()
+            .filter(|e| e["event"] == "status")
+            .any(|e| want(&e["devices"][0]))
+    };
+    wait_for_miner(&miner, Duration::from_secs(30), "hashing at 50 °C", || {
+        device_status(&|d| d["temperature_c"] == 50.0 && d["hashrate"].as_f64() > Some(0.0))
+    });
+    fs::write(&package, "90000\n").unwrap();
+    wait_for_miner(&miner, Duration::from_secs(30), "device_paused", || {
+        miner.count("device_paused") == 1
+    });
+    // Paused: status lines report it, and a whole interval passes with nothing hashed.
+    wait_for_miner(
+        &miner,
+        Duration::from_secs(30),
+        "an idle paused interval",
+        || {
+            device_status(&|d| {
+                d["paused"] == true && d["temperature_c"] == 90.0 && d["hashrate"] == 0.0
+            })
+        },
+    );
+    fs::write(&package, "55000\n").unwrap();
+    wait_for_miner(&miner, Duration::from_secs(30), "device_resumed", || {
+        miner.count("device_resumed") == 1
+    });
+    let resumed_at = miner.events().len();
+    wait_for_miner(&miner, Duration::from_secs(30), "hashing again", || {
+        miner.events()[resumed_at..]
+            .iter()
+            .any(|e| e["event"] == "status" && e["devices"][0]["hashrate"].as_f64() > Some(0.0))
+    });
+    miner.interrupt();
+    let (all, stderr) = miner.finish(Duration::from_secs(30));
+    let paused = events(&all, "device_paused");
+    assert_eq!(paused[0]["temperature_c"], 90.0, "{paused:?}");
+    assert_eq!(paused[0]["stop_c"], 80.0);
+    assert_eq!(events(&all, "device_resumed")[0]["temperature_c"], 55.0);
+    assert!(stderr.contains("reached --temp-stop"), "{stderr}");
+    drop(server);
+}
+
+#[test]
+fn temp_resume_must_be_below_temp_stop() {
+    let out = miner_command(&[
+        "--url",
+        "stratum+tcp://127.0.0.1:1",
+        "--temp-stop",
+        "70",
+        "--temp-resume",
+        "75",
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be below --temp-stop"));
 }

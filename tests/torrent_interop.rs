@@ -453,6 +453,7 @@ fn gpu_verdicts_equal_cpu_verdicts() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn a_gpu_lost_during_verify_hands_over_to_the_cpu_with_the_same_verdict() {
     let (dir, good) = setup();
     let torrent = libtorrent_torrent(dir.path(), &good, "hybrid", 16384);

@@ -27,6 +27,13 @@ dispatch_ms = 30
 # Seconds between status lines.
 status_every = 10.0
 
+# Restart a GPU whose scan call fails or hashes nothing for this long; after 3 restarts in
+# 10 minutes it is dropped (0: no watchdog).
+watchdog_secs = 60
+# Pause a device at this temperature (degrees Celsius) until it cools to temp_resume.
+# temp_stop = 85
+# temp_resume = 75
+
 # Solo mining only (http:// URLs): "getwork" or "gbt", and the payout address for gbt.
 # mode = "gbt"
 # address = "bc1q..."
@@ -57,6 +64,9 @@ pub struct ConfigFile {
     pub intensity: Option<i64>,
     pub dispatch_ms: Option<i64>,
     pub status_every: Option<f64>,
+    pub watchdog_secs: Option<i64>,
+    pub temp_stop: Option<f64>,
+    pub temp_resume: Option<f64>,
     pub mode: Option<String>,
     pub address: Option<String>,
     #[serde(default)]

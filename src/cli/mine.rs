@@ -9,12 +9,13 @@ use anyhow::{bail, Context};
 
 use super::config::{self, ConfigFile};
 use crate::hash::{
-    open_backend, open_devices, BackendChoice, BackendKind, NonceSearcher, WorkKind,
-    DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
+    open_backend, open_watched_devices, BackendChoice, BackendKind, NonceSearcher, Watchdog,
+    WatchdogConfig, WorkKind, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::api::StatusApi;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
+use crate::mining::health::{DeviceEvent, DeviceHealth, TempLimits};
 use crate::mining::miner::{self, MinerConfig, MinerEvent, Timed};
 use crate::mining::node::NodeSource;
 use crate::mining::rpc::{RpcClient, RpcError};
@@ -107,6 +108,22 @@ pub struct Mine {
     /// or on 127.0.0.1:PORT when given a bare port. Off by default.
     #[arg(long, value_name = "ADDR", value_parser = parse_api_addr)]
     api: Option<SocketAddr>,
+    /// Restart a GPU whose scan call fails or hashes nothing for this many seconds, searching
+    /// its range again; after 3 restarts in 10 minutes it is dropped and the other devices go
+    /// on (0: no watchdog) [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    watchdog_secs: Option<u64>,
+    /// Pause a device whose temperature reaches this many degrees Celsius (hwmon or NVML;
+    /// devices without a sensor are not limited).
+    #[arg(long, value_name = "CELSIUS")]
+    temp_stop: Option<f64>,
+    /// Resume a paused device once it cools to this many degrees Celsius, below --temp-stop
+    /// [default: --temp-stop minus 10].
+    #[arg(long, value_name = "CELSIUS")]
+    temp_resume: Option<f64>,
+    /// Where sysfs is mounted, for hwmon temperatures (tests point it at a fake tree).
+    #[arg(long, hide = true, default_value = "/sys")]
+    sysfs_root: PathBuf,
     /// Config file (TOML; `peerhash config example` prints one) [default:
     /// $XDG_CONFIG_HOME/peerhash/config.toml or ~/.config/peerhash/config.toml, if present].
     #[arg(long, value_name = "FILE")]
@@ -127,6 +144,15 @@ pub struct Mine {
 }
 
 const DISPATCH_MS_MAX: u64 = 10_000;
+
+/// `--watchdog-secs` unless told otherwise: far above any tuned dispatch, short enough that a
+/// hung GPU does not idle for long.
+pub(super) const DEFAULT_WATCHDOG_SECS: u64 = 60;
+
+/// The watchdog for `--watchdog-secs`: none for 0.
+pub(super) fn watchdog(secs: u64) -> Option<Watchdog> {
+    (secs > 0).then(|| Watchdog::new(WatchdogConfig::new(Duration::from_secs(secs))))
+}
 
 /// One pool (or node) with its login.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -150,6 +176,8 @@ struct MineSettings {
     dispatch_ms: u64,
     status_every: f64,
     api: Option<SocketAddr>,
+    watchdog_secs: u64,
+    temp_limits: Option<TempLimits>,
 }
 
 fn as_text<S: serde::Serializer>(value: &BackendChoice, serializer: S) -> Result<S::Ok, S::Error> {
@@ -356,6 +384,26 @@ impl Mine {
             ),
             (None, None) => None,
         };
+        let watchdog_secs = match (self.watchdog_secs, file.watchdog_secs) {
+            (Some(secs), _) => secs,
+            (None, Some(secs)) => u64::try_from(secs).with_context(|| {
+                format!(
+                    "{}: must be 0 (off) or a number of seconds, got {secs}",
+                    at("watchdog_secs")
+                )
+            })?,
+            (None, None) => DEFAULT_WATCHDOG_SECS,
+        };
+        let temp_stop = self.temp_stop.or(file.temp_stop);
+        let temp_resume = self.temp_resume.or(file.temp_resume);
+        let temp_limits = TempLimits::new(temp_stop, temp_resume).with_context(|| {
+            match (self.temp_stop.is_none() && file.temp_stop.is_some())
+                || (self.temp_resume.is_none() && file.temp_resume.is_some())
+            {
+                true => at("temp_stop/temp_resume"),
+                false => "--temp-stop/--temp-resume".to_owned(),
+            }
+        })?;
         Ok(MineSettings {
             config_file: path,
             pools,
@@ -367,6 +415,8 @@ impl Mine {
             dispatch_ms,
             status_every,
             api,
+            watchdog_secs,
+            temp_limits,
         })
     }
 
@@ -388,10 +438,13 @@ impl Mine {
             dispatch: Duration::from_millis(settings.dispatch_ms),
             board: None,
             submit_bad_share: self.test_submit_bad_share,
+            health: None,
         };
         let mut source = settings.source()?;
         // One hashing thread per device: `all` and lists come apart into their devices.
-        let mut backends = open_devices(&settings.backend, WorkKind::NonceSearch)?;
+        let watchdog = watchdog(settings.watchdog_secs);
+        let mut backends =
+            open_watched_devices(&settings.backend, WorkKind::NonceSearch, watchdog.as_ref())?;
         if settings.with_cpu {
             if backends.iter().any(|b| b.kind() == BackendKind::Cpu) {
                 bail!("--with-cpu adds the CPU beside a GPU backend; --backend is already the CPU");
@@ -432,6 +485,12 @@ impl Mine {
             .into_iter()
             .map(|b| b as Arc<dyn NonceSearcher>)
             .collect();
+        config.health = Some(Arc::new(DeviceHealth::new(
+            searchers.len(),
+            self.sysfs_root.clone(),
+            settings.temp_limits,
+            watchdog,
+        )));
         let stats = miner::run(
             source.as_mut(),
             &searchers,
@@ -468,11 +527,11 @@ fn print_text(event: &Timed) {
             if devices.len() > 1 {
                 devices
                     .iter()
-                    .map(|d| format!("{} {:.2} MH/s", d.name, d.hashrate / 1e6))
+                    .map(|d| format!("{} {:.2} MH/s{}", d.name, d.hashrate / 1e6, health_text(d)))
                     .collect::<Vec<_>>()
                     .join(", ")
             } else {
-                device.clone()
+                format!("{device}{}", devices.first().map(health_text).unwrap_or_default())
             },
             stats.accepted,
             stats.rejected,
@@ -496,6 +555,50 @@ fn print_text(event: &Timed) {
             None => println!("{device}: {nonces} nonces per scan ({tuning})"),
         },
         MinerEvent::Api { url } => println!("status API on {url}/summary and {url}/metrics"),
+        MinerEvent::Device(event) => print_device_event(event),
         MinerEvent::Hashing { .. } | MinerEvent::Found { .. } => {}
+    }
+}
+
+/// ` 64 °C`, ` 91 °C paused` or nothing, after a device's rate in the status line.
+fn health_text(device: &miner::DeviceRate) -> String {
+    let temperature = device
+        .temperature_c
+        .map(|t| format!(" {t:.0} °C"))
+        .unwrap_or_default();
+    let paused = if device.paused { " paused" } else { "" };
+    format!("{temperature}{paused}")
+}
+
+fn print_device_event(event: &DeviceEvent) {
+    match event {
+        DeviceEvent::DevicePaused {
+            device,
+            temperature_c,
+            stop_c,
+        } => {
+            println!("{device}: paused at {temperature_c} °C (--temp-stop {stop_c})");
+        }
+        DeviceEvent::DeviceResumed {
+            device,
+            temperature_c,
+            ..
+        } => {
+            println!("{device}: resumed at {temperature_c} °C");
+        }
+        DeviceEvent::DeviceRestarted {
+            device,
+            reason,
+            restarts,
+        } => {
+            println!("{device}: restarted by the watchdog ({restarts}): {reason}");
+        }
+        DeviceEvent::DeviceDropped {
+            device,
+            reason,
+            restarts,
+        } => {
+            println!("{device}: dropped after {restarts} restarts: {reason}");
+        }
     }
 }

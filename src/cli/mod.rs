@@ -66,6 +66,19 @@ impl BackendArg {
     fn open_resilient(&self, work: WorkKind) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
         Ok(open_resilient_backend(&self.backend, work)?)
     }
+
+    /// [`BackendArg::open_resilient`] with its GPUs under `watchdog`.
+    fn open_watched_resilient(
+        &self,
+        work: WorkKind,
+        watchdog: Option<&crate::hash::Watchdog>,
+    ) -> anyhow::Result<std::sync::Arc<dyn Backend>> {
+        Ok(crate::hash::open_watched_resilient_backend(
+            &self.backend,
+            work,
+            watchdog,
+        )?)
+    }
 }
 
 impl clap::builder::ValueParserFactory for BackendChoice {

@@ -30,6 +30,10 @@ pub struct Scan {
     bits: Option<String>,
     #[command(flatten)]
     backend: BackendArg,
+    /// Restart a GPU whose scan call fails or takes longer than this many seconds, searching
+    /// its range again; after 3 restarts in 10 minutes it is dropped (0: no watchdog).
+    #[arg(long, value_name = "SECONDS", default_value_t = super::mine::DEFAULT_WATCHDOG_SECS)]
+    watchdog_secs: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -66,7 +70,10 @@ impl Scan {
             .count
             .unwrap_or_else(|| (1u64 << 32).saturating_sub(self.start));
         let job = ScanJob::new(header.bytes(), self.start, count, target.into())?;
-        let backend = self.backend.open_resilient(WorkKind::NonceSearch)?;
+        let watchdog = super::mine::watchdog(self.watchdog_secs);
+        let backend = self
+            .backend
+            .open_watched_resilient(WorkKind::NonceSearch, watchdog.as_ref())?;
         let bar = super::progress::bar(
             count,
             self.json,

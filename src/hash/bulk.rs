@@ -284,7 +284,7 @@ pub fn hash_with_fallback(
         primary.hash_items(job, &mut tracked, &mut tracked_sink)
     };
     match result {
-        Err(e @ HashError::Gpu { .. }) => {
+        Err(e) if e.is_device_failure() => {
             on_failure(&e);
             let mut rest = pending.into_inner().into_values().chain(items);
             fallback.hash_items(job, &mut rest, sink)

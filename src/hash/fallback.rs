@@ -39,7 +39,7 @@ impl FallbackBackend {
     fn run<T>(&self, work: impl Fn(&dyn Backend) -> Result<T, HashError>) -> Result<T, HashError> {
         if !self.has_failed_over() {
             match work(&*self.primary) {
-                Err(e @ HashError::Gpu { .. }) => {
+                Err(e) if e.is_device_failure() => {
                     if !self.failed.swap(true, Ordering::Relaxed) {
                         tracing::warn!("{e}; continuing on {}", self.cpu.name());
                     }
@@ -70,6 +70,14 @@ impl Device for FallbackBackend {
 
     fn device_stats(&self) -> Vec<super::DeviceStats> {
         self.primary.device_stats()
+    }
+
+    fn hardware(&self) -> super::Hardware {
+        if self.has_failed_over() {
+            super::Hardware::Cpu
+        } else {
+            self.primary.hardware()
+        }
     }
 }
 

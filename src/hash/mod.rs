@@ -11,6 +11,7 @@ pub mod probe;
 mod select;
 pub mod sha256_consts;
 mod target;
+pub mod watchdog;
 mod work;
 
 use std::fmt;
@@ -18,9 +19,11 @@ use std::fmt;
 pub use fallback::FallbackBackend;
 pub use multi::{DeviceStats, MultiBackend};
 pub use select::{
-    open_backend, open_devices, open_resilient_backend, BackendChoice, BackendChoiceError,
+    open_backend, open_devices, open_resilient_backend, open_watched_backend, open_watched_devices,
+    open_watched_resilient_backend, BackendChoice, BackendChoiceError,
 };
 pub use target::KernelTarget;
+pub use watchdog::{Watchdog, WatchdogConfig, WatchdogEvent};
 pub use work::WorkKind;
 
 /// A SHA-1 digest (BitTorrent v1 piece hash).
@@ -136,6 +139,37 @@ pub enum HashError {
     OddNodeCount(usize),
     #[error("reading input")]
     Io(#[from] std::io::Error),
+    #[error("{device} was dropped by the watchdog after {restarts} restarts: {reason}")]
+    Dropped {
+        device: String,
+        restarts: u32,
+        reason: String,
+    },
+}
+
+impl HashError {
+    /// A failure of the device itself (lost, hung, dropped), after which another device
+    /// should take the work over, as opposed to a problem with the input.
+    #[must_use]
+    pub fn is_device_failure(&self) -> bool {
+        matches!(self, Self::Gpu { .. } | Self::Dropped { .. })
+    }
+}
+
+/// Where a device sits in the machine, for finding its temperature sensor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Hardware {
+    /// The processor package.
+    Cpu,
+    /// A PCI device: vendor and device ids, and its bus address (`0000:03:00.0`) when the
+    /// driver tells it.
+    Pci {
+        vendor: u32,
+        device: u32,
+        bus: Option<String>,
+    },
+    /// Nothing known (several devices together, a software device).
+    Unknown,
 }
 
 /// The kind of device a backend runs on.
@@ -165,6 +199,17 @@ pub trait Device: Send + Sync {
     /// Per-device counters for backends made of several devices; empty for a single device.
     fn device_stats(&self) -> Vec<DeviceStats> {
         Vec::new()
+    }
+
+    /// Where the device sits, for its temperature.
+    fn hardware(&self) -> Hardware {
+        Hardware::Unknown
+    }
+
+    /// A fresh instance of the same device, as the watchdog restarts it; `None` where there is
+    /// nothing to reopen.
+    fn reopen(&self) -> Option<Result<std::sync::Arc<dyn Backend>, HashError>> {
+        None
     }
 }
 

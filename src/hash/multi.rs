@@ -72,7 +72,7 @@ impl MultiBackend {
         let mut last = None;
         for (device, counters) in self.live() {
             match work(&**device) {
-                Err(e @ HashError::Gpu { .. }) => {
+                Err(e) if e.is_device_failure() => {
                     self.fail(counters, &**device, &e);
                     last = Some(e);
                 }

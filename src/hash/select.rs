@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::cpu::CpuBackend;
 use super::gpu::{self, GpuBackend};
 use super::probe::{self, DeviceId};
-use super::{Backend, BackendKind, FallbackBackend, HashError, MultiBackend, WorkKind};
+use super::{Backend, BackendKind, FallbackBackend, HashError, MultiBackend, Watchdog, WorkKind};
 
 /// Which backend the user asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -137,11 +137,27 @@ pub fn open_backend(
     choice: &BackendChoice,
     work: WorkKind,
 ) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    open_watched_backend(choice, work, None)
+}
+
+/// [`open_backend`] with every GPU it opens under `watchdog`.
+///
+/// # Errors
+/// As [`open_backend`].
+pub fn open_watched_backend(
+    choice: &BackendChoice,
+    work: WorkKind,
+    watchdog: Option<&Watchdog>,
+) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    let watch = |device: Arc<dyn Backend>| match watchdog {
+        Some(watchdog) => watchdog.watch(device),
+        None => device,
+    };
     match choice {
         BackendChoice::Cpu => return Ok(Arc::new(CpuBackend::new(None)?)),
-        BackendChoice::Auto => return open_auto(work),
+        BackendChoice::Auto => return open_auto(work).map(watch),
         BackendChoice::All | BackendChoice::List(_) => {
-            let mut devices = open_devices(choice, work)?;
+            let mut devices = open_watched_devices(choice, work, watchdog)?;
             return Ok(if devices.len() == 1 {
                 devices.remove(0)
             } else {
@@ -154,7 +170,7 @@ pub fn open_backend(
     let Some(index) = choice.adapter_index(&adapters)? else {
         return Ok(Arc::new(CpuBackend::new(None)?));
     };
-    Ok(Arc::new(GpuBackend::open(index, &adapters[index])?))
+    Ok(watch(Arc::new(GpuBackend::open(index, &adapters[index])?)))
 }
 
 /// `auto`: the fastest device at `work` as measured (or cached) now; the CPU at once when no
@@ -196,7 +212,20 @@ pub fn open_resilient_backend(
     choice: &BackendChoice,
     work: WorkKind,
 ) -> Result<Arc<dyn Backend>, BackendChoiceError> {
-    let backend = open_backend(choice, work)?;
+    open_watched_resilient_backend(choice, work, None)
+}
+
+/// [`open_resilient_backend`] with every GPU under `watchdog`: a GPU restarted too often is
+/// dropped, and the CPU takes over.
+///
+/// # Errors
+/// As [`open_backend`].
+pub fn open_watched_resilient_backend(
+    choice: &BackendChoice,
+    work: WorkKind,
+    watchdog: Option<&Watchdog>,
+) -> Result<Arc<dyn Backend>, BackendChoiceError> {
+    let backend = open_watched_backend(choice, work, watchdog)?;
     if backend.kind() == BackendKind::Cpu {
         return Ok(backend);
     }
@@ -217,8 +246,23 @@ pub fn open_devices(
     choice: &BackendChoice,
     work: WorkKind,
 ) -> Result<Vec<Arc<dyn Backend>>, BackendChoiceError> {
+    open_watched_devices(choice, work, None)
+}
+
+/// [`open_devices`] with every GPU under `watchdog`.
+///
+/// # Errors
+/// As [`open_devices`].
+pub fn open_watched_devices(
+    choice: &BackendChoice,
+    work: WorkKind,
+    watchdog: Option<&Watchdog>,
+) -> Result<Vec<Arc<dyn Backend>>, BackendChoiceError> {
     match choice {
-        BackendChoice::List(choices) => choices.iter().map(|c| open_backend(c, work)).collect(),
+        BackendChoice::List(choices) => choices
+            .iter()
+            .map(|c| open_watched_backend(c, work, watchdog))
+            .collect(),
         BackendChoice::All => {
             let mut devices: Vec<Arc<dyn Backend>> = Vec::new();
             for (index, adapter) in gpu::adapters().iter().enumerate() {
@@ -226,13 +270,18 @@ pub fn open_devices(
                     continue;
                 }
                 match GpuBackend::open(index, adapter) {
-                    Ok(gpu) => devices.push(Arc::new(gpu)),
+                    Ok(gpu) => devices.push(match watchdog {
+                        Some(watchdog) => watchdog.watch(Arc::new(gpu)),
+                        None => Arc::new(gpu),
+                    }),
                     Err(e) => tracing::warn!("{e}; going on without it"),
                 }
             }
             devices.push(Arc::new(CpuBackend::new(None)?));
             Ok(devices)
         }
-        _ => Ok(vec![open_resilient_backend(choice, work)?]),
+        _ => Ok(vec![open_watched_resilient_backend(
+            choice, work, watchdog,
+        )?]),
     }
 }

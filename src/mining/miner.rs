@@ -11,11 +11,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::health::{DeviceEvent, DeviceHealth};
 use super::job::{Job, Solution};
 use super::source::{SourceError, SourceEvent, WorkSource};
 use super::status::{DeviceStatus, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS};
 use super::target;
-use crate::hash::{BackendKind, KernelTarget, NonceSearcher, ScanJob, DEFAULT_DISPATCH};
+use crate::hash::{BackendKind, HashError, KernelTarget, NonceSearcher, ScanJob, DEFAULT_DISPATCH};
 
 /// A pool share target at a silly difficulty could make every nonce a winner: report at most
 /// this many per scan.
@@ -48,6 +49,8 @@ pub struct MinerConfig {
     pub board: Option<Arc<StatusBoard>>,
     /// Test hook: submit one solution that does not meet the target, to see it rejected.
     pub submit_bad_share: bool,
+    /// Temperatures, temperature limits and the watchdog's reports, per device.
+    pub health: Option<Arc<DeviceHealth>>,
 }
 
 impl Default for MinerConfig {
@@ -61,6 +64,7 @@ impl Default for MinerConfig {
             dispatch: DEFAULT_DISPATCH,
             board: None,
             submit_bad_share: false,
+            health: None,
         }
     }
 }
@@ -155,6 +159,9 @@ pub enum MinerEvent {
     Error {
         message: String,
     },
+    /// A device paused, resumed, restarted or dropped (`device_paused`, ...).
+    #[serde(untagged)]
+    Device(DeviceEvent),
 }
 
 /// One device's share of the hash rate.
@@ -163,6 +170,11 @@ pub struct DeviceRate {
     pub name: String,
     /// Hashes per second.
     pub hashrate: f64,
+    /// Degrees Celsius, where the device has a sensor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// An event with its wall-clock time (seconds since the Unix epoch).
@@ -211,6 +223,8 @@ struct DeviceCounters {
     hashes: AtomicU64,
     hw_errors: AtomicU64,
     errors: AtomicU64,
+    /// Too hot: take no new range until it clears.
+    paused: AtomicBool,
 }
 
 enum FromHasher {
@@ -269,6 +283,10 @@ fn hash_loop(
         };
         let mut cached: Option<(u64, [u8; 80])> = None;
         while !stale() {
+            if counters.paused.load(Ordering::Relaxed) {
+                thread::sleep(POLL_STEP);
+                continue;
+            }
             // Sized by `tune`; read each time since a GPU that fails over changes it.
             let scan_size = backend.scan_slice().min(easy_limit).clamp(1, 1 << 32);
             let position = shared.cursor.fetch_add(scan_size, Ordering::Relaxed);
@@ -289,6 +307,8 @@ fn hash_loop(
                 ScanJob::new(&header, first, count, kernel_target).expect("range inside 2^32");
             let outcome = match backend.scan(&scan) {
                 Ok(outcome) => outcome,
+                // The watchdog has given up on it and said so; the other devices go on.
+                Err(HashError::Dropped { .. }) => return,
                 Err(e) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     let _ = out.send(FromHasher::Failed(format!("{}: {e}", backend.name())));
@@ -708,6 +728,15 @@ pub fn run(
         if let Err(e) = driver.step(&rx) {
             break Err(e);
         }
+        if let Some(health) = &config.health {
+            for event in health.poll(backends) {
+                driver.emit(MinerEvent::Device(event));
+            }
+            for (index, c) in counters.iter().enumerate() {
+                c.paused.store(health.is_paused(index), Ordering::Relaxed);
+            }
+        }
+        let temperature = |index| config.health.as_ref().and_then(|h| h.temperature(index));
         if let Some(board) = &config.board {
             if last_board.is_none_or(|t| t.elapsed() >= BOARD_EVERY) {
                 last_board = Some(Instant::now());
@@ -744,6 +773,8 @@ pub fn run(
                             errors: c.errors.load(Ordering::Relaxed),
                             scan_nonces: backend.scan_slice(),
                             tuning: (*tuning).into(),
+                            temperature_c: temperature(index),
+                            paused: c.paused.load(Ordering::Relaxed),
                         })
                         .collect(),
                 });
@@ -757,9 +788,12 @@ pub fn run(
                 let devices: Vec<DeviceRate> = backends
                     .iter()
                     .zip(counts.iter().zip(&last_status.1))
-                    .map(|(backend, (now, last))| DeviceRate {
+                    .enumerate()
+                    .map(|(index, (backend, (now, last)))| DeviceRate {
                         name: backend.name(),
                         hashrate: (now - last) as f64 / seconds,
+                        temperature_c: temperature(index),
+                        paused: counters[index].paused.load(Ordering::Relaxed),
                     })
                     .collect();
                 last_status = (Instant::now(), counts);

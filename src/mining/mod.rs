@@ -5,6 +5,7 @@ pub mod api;
 pub mod gbt;
 pub mod getwork;
 pub mod header;
+pub mod health;
 pub mod job;
 pub mod longpoll;
 pub mod miner;
@@ -14,6 +15,7 @@ pub mod source;
 pub mod status;
 pub mod stratum;
 pub mod target;
+pub mod temperature;
 
 /// Milliseconds from the environment variable `name` (test hooks that shorten timeouts),
 /// else `default`.

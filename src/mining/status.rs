@@ -84,6 +84,10 @@ pub struct DeviceStatus {
     pub scan_nonces: u64,
     /// How `scan_nonces` was chosen: `auto` (tuned to a target time) or `intensity`.
     pub tuning: String,
+    /// Degrees Celsius, where the platform tells it (hwmon, NVML).
+    pub temperature_c: Option<f64>,
+    /// Paused at `--temp-stop` until it cools to `--temp-resume`.
+    pub paused: bool,
 }
 
 impl Snapshot {
@@ -158,6 +162,25 @@ impl Snapshot {
             for (name, kind, help, value) in per_device_metrics {
                 metric(name, kind, help, &per_device(value));
             }
+            let temperatures: Vec<(String, f64)> = self
+                .devices
+                .iter()
+                .filter_map(|d| Some((device_labels(d), d.temperature_c?)))
+                .collect();
+            if !temperatures.is_empty() {
+                metric(
+                    "temperature_celsius",
+                    "gauge",
+                    "Device temperature (hwmon or NVML).",
+                    &temperatures,
+                );
+            }
+            metric(
+                "device_paused",
+                "gauge",
+                "1 while a device is paused at --temp-stop.",
+                &per_device(|d| f64::from(u8::from(d.paused))),
+            );
             let s = &self.shares;
             metric(
                 "shares_total",
@@ -231,6 +254,7 @@ mod tests {
                     kind: "gpu".into(),
                     hashrate: 5.0e8,
                     hashes: 7,
+                    temperature_c: Some(71.5),
                     ..DeviceStatus::default()
                 },
                 DeviceStatus {
@@ -252,6 +276,10 @@ mod tests {
         ));
         assert!(text.contains("peerhash_hashes_total{device=\"1\",name=\"cpu\",kind=\"cpu\"} 0\n"));
         assert!(text.contains("peerhash_shares_total{result=\"accepted\"} 3\n"));
+        assert!(text.contains(
+            "peerhash_temperature_celsius{device=\"0\",name=\"gpu:0 (\\\"quoted\\\")\",kind=\"gpu\"} 71.5\n"
+        ));
+        assert!(!text.contains("peerhash_temperature_celsius{device=\"1\""));
         assert!(!text.contains("pool_difficulty"), "no difficulty when solo");
     }
 }

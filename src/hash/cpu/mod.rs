@@ -150,6 +150,10 @@ impl Device for CpuBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Cpu
     }
+
+    fn hardware(&self) -> super::Hardware {
+        super::Hardware::Cpu
+    }
 }
 
 impl BulkHasher for CpuBackend {

@@ -25,8 +25,8 @@ pub use scan::ScanShape;
 
 use super::bulk::{BlockAlgo, BulkItem, BulkJob, BulkReport, BulkResult, Extent, MemorySource};
 use super::{
-    check_pairs, cpu, split_pieces, Algo, BackendKind, BulkHasher, Device, HashError, KernelTarget,
-    NonceSearcher, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
+    check_pairs, cpu, split_pieces, Algo, Backend, BackendKind, BulkHasher, Device, Hardware,
+    HashError, KernelTarget, NonceSearcher, ScanJob, ScanOutcome, Sha1Digest, Sha256Digest,
 };
 
 /// The default `--memory` for bulk work on a GPU: three rounds of 4,096+ lanes of 64 KiB
@@ -86,37 +86,55 @@ impl KernelId {
     }
 }
 
-/// Test hook: `PEERHASH_FAULT_GPU=fail-after:N` makes every GPU operation after the first N
-/// fail as a lost device would; `PEERHASH_FAULT_GPU=bad-nonces` makes the scan report wrong
-/// nonces as a faulty GPU would. Both exist to prove the fallback and the CPU re-check work.
+/// Test hook (only with the `test-hooks` cargo feature; the release binary never reads it):
+/// `PEERHASH_FAULT_GPU=fail-after:N` makes every GPU operation after the first N fail as a
+/// lost device would; `stall-after:N` makes them hang (for an hour, then fail) as a hung
+/// dispatch would; `bad-nonces` makes the scan report wrong nonces as a faulty GPU would.
+/// They exist to prove the fallback, the watchdog and the CPU re-check work. Each opened
+/// device counts its own operations, so a reopened one works for N more.
 pub const FAULT_ENV: &str = "PEERHASH_FAULT_GPU";
 
 /// The most nonces one scan dispatch may cover (2^31: the grid stays well inside limits).
 pub const MAX_SCAN_BATCH: u32 = 1 << 31;
 
+/// How long an injected stall lasts: far past any watchdog, yet bounded.
+#[cfg(feature = "test-hooks")]
+const INJECTED_STALL: Duration = Duration::from_secs(3600);
+
 /// Faults injected through [`FAULT_ENV`].
 #[derive(Debug, Default)]
 struct Faults {
     fail_after: Option<u64>,
+    stall_after: Option<u64>,
     bad_nonces: bool,
     operations: AtomicU64,
 }
 
 impl Faults {
+    #[cfg(feature = "test-hooks")]
     fn from_env() -> Self {
         let value = std::env::var(FAULT_ENV).unwrap_or_default();
+        let after = |prefix: &str| value.strip_prefix(prefix).and_then(|n| n.parse().ok());
         Self {
-            fail_after: value
-                .strip_prefix("fail-after:")
-                .and_then(|n| n.parse().ok()),
+            fail_after: after("fail-after:"),
+            stall_after: after("stall-after:"),
             bad_nonces: value == "bad-nonces",
             operations: AtomicU64::new(0),
         }
     }
 
+    #[cfg(not(feature = "test-hooks"))]
+    fn from_env() -> Self {
+        Self::default()
+    }
+
     fn check(&self, ctx: &GpuContext) -> Result<(), HashError> {
         let done = self.operations.fetch_add(1, Ordering::Relaxed);
-        match self.fail_after {
+        #[cfg(feature = "test-hooks")]
+        if self.stall_after.is_some_and(|limit| done >= limit) {
+            std::thread::sleep(INJECTED_STALL);
+        }
+        match self.fail_after.or(self.stall_after) {
             Some(limit) if done >= limit => Err(ctx.error(format!(
                 "device lost (injected by {FAULT_ENV} after {limit} operations)"
             ))),
@@ -379,6 +397,37 @@ impl Device for GpuBackend {
 
     fn kind(&self) -> BackendKind {
         BackendKind::Gpu
+    }
+
+    fn hardware(&self) -> Hardware {
+        let info = &self.ctx.info;
+        if self.ctx.is_software() {
+            return Hardware::Unknown;
+        }
+        Hardware::Pci {
+            vendor: info.vendor,
+            device: info.device,
+            bus: Some(info.device_pci_bus_id.clone()).filter(|bus| !bus.is_empty()),
+        }
+    }
+
+    /// The same adapter opened again, with this one's scan and bulk settings.
+    fn reopen(&self) -> Option<Result<Arc<dyn Backend>, HashError>> {
+        let adapters = adapters();
+        let adapter = adapters
+            .get(self.ctx.index)
+            .filter(|a| a.get_info().name == self.ctx.info.name);
+        let Some(adapter) = adapter else {
+            return Some(Err(self
+                .ctx
+                .error("the adapter is no longer listed at its index".to_owned())));
+        };
+        Some(Self::open(self.ctx.index, adapter).map(|mut gpu| {
+            gpu.set_scan_shape(self.scan_shape());
+            gpu.loads = self.loads;
+            gpu.bulk_override = self.bulk_override;
+            Arc::new(gpu) as Arc<dyn Backend>
+        }))
     }
 }
 
