@@ -118,17 +118,23 @@ impl Drop for Process {
 /// A bcoin regtest node in memory.
 struct Node {
     process: Process,
+    /// The address the RPC listens on (`127.0.0.1` or `::1`).
+    host: &'static str,
     port: u16,
     dir: PathBuf,
 }
 
 impl Node {
     fn start() -> Self {
-        let dir = temp_dir("bcoin");
-        Self::start_at(free_port(), dir)
+        Self::start_on("127.0.0.1")
     }
 
-    fn start_at(port: u16, dir: PathBuf) -> Self {
+    fn start_on(host: &'static str) -> Self {
+        let dir = temp_dir("bcoin");
+        Self::start_at(host, free_port(), dir)
+    }
+
+    fn start_at(host: &'static str, port: u16, dir: PathBuf) -> Self {
         fs::create_dir_all(&dir).expect("node dir");
         let process = Process::spawn(
             Command::new("node")
@@ -142,15 +148,20 @@ impl Node {
                     "--workers=false",
                     "--listen=false",
                     "--max-outbound=1",
-                    "--http-host=127.0.0.1",
                 ])
+                .arg(format!("--http-host={host}"))
                 .arg(format!("--prefix={}", dir.display()))
                 .arg(format!("--http-port={port}"))
                 .arg(format!("--api-key={API_KEY}"))
                 .arg(format!("--coinbase-address={ADDRESS}")),
             dir.join("node.log"),
         );
-        let node = Self { process, port, dir };
+        let node = Self {
+            process,
+            host,
+            port,
+            dir,
+        };
         wait_for(Duration::from_secs(30), "bcoin's RPC", || {
             node.try_rpc("getblockcount", json!([])).is_ok()
         });
@@ -158,7 +169,11 @@ impl Node {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        if self.host.contains(':') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
     }
 
     fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
@@ -181,9 +196,9 @@ impl Node {
     }
 
     fn restart(self) -> Self {
-        let (port, dir) = (self.port, self.dir.clone());
+        let (host, port, dir) = (self.host, self.port, self.dir.clone());
         drop(self);
-        Self::start_at(port, dir)
+        Self::start_at(host, port, dir)
     }
 }
 
@@ -706,7 +721,16 @@ fn pool_miner_follows_clean_jobs_and_survives_a_pool_restart() {
     let pool = Pool::start(&node);
     let url = pool.url();
     let miner = Miner::spawn(
-        &["--url", &url, "--duration", "90", "--backend", "cpu"],
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "90",
+            "--backend",
+            "cpu",
+            "--status-every",
+            "0.5",
+        ],
         &[],
     );
     wait_for_miner(
@@ -759,6 +783,8 @@ fn pool_miner_follows_clean_jobs_and_survives_a_pool_restart() {
         "the miner to notice",
         || miner.count("disconnected") >= 1,
     );
+    // Long enough for whole status intervals without a pool.
+    thread::sleep(Duration::from_secs(2));
     let pool = Pool::start_at(&node, port);
     wait_for_miner(
         &miner,
@@ -772,6 +798,21 @@ fn pool_miner_follows_clean_jobs_and_survives_a_pool_restart() {
     let summary = summary(&all);
     assert!(summary["accepted"].as_u64() >= Some(4), "{summary}");
     assert_eq!(summary["rejected"], 0, "{summary}");
+    // Without a pool the dead job is not hashed: a status interval that began and ended
+    // disconnected shows no hashing at all.
+    let statuses = events(&all, "status");
+    let idle: Vec<_> = statuses
+        .windows(2)
+        .filter(|w| w[0]["connected"] == false && w[1]["connected"] == false)
+        .map(|w| w[1])
+        .collect();
+    assert!(
+        !idle.is_empty(),
+        "no status line while disconnected: {statuses:?}"
+    );
+    for status in idle {
+        assert_eq!(status["hashrate"], 0.0, "{status}");
+    }
 }
 
 /// A hand-written pool for what the real one cannot do. Each connection gets the next script.
@@ -835,6 +876,10 @@ fn handshake(stream: &TcpStream, lines: &[String]) -> (BufReader<TcpStream>, Val
 const FAKE_NOTIFY: &str = r#"{"id":null,"method":"mining.notify","params":["j1","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff0d03a08601","ffffffff0100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"20000000","207fffff","6b0733e6",true]}"#;
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "shortens timeouts through PEERHASH_*: needs --features test-hooks (scripts/test)"
+)]
 fn pool_client_handles_stalls_garbage_set_extranonce_and_oversized_lines() {
     let submits = Arc::new(Mutex::new(Vec::new()));
     let (first, second) = (Arc::clone(&submits), Arc::clone(&submits));
@@ -1113,6 +1158,10 @@ fn pool_failover_uses_the_next_url_when_the_first_is_down() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "shortens timeouts through PEERHASH_*: needs --features test-hooks (scripts/test)"
+)]
 fn a_config_file_gives_each_pool_its_login_and_the_miner_returns_to_the_first_pool() {
     require_harness();
     let node = Node::start();
@@ -1181,6 +1230,10 @@ fn a_config_file_gives_each_pool_its_login_and_the_miner_returns_to_the_first_po
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "shortens timeouts through PEERHASH_*: needs --features test-hooks (scripts/test)"
+)]
 fn solo_miner_fails_over_to_the_second_node_and_returns_to_the_first() {
     require_harness();
     let second = Node::start();
@@ -1212,7 +1265,7 @@ fn solo_miner_fails_over_to_the_second_node_and_returns_to_the_first() {
         "blocks on the second node",
         || second.height() >= 2,
     );
-    let first = Node::start_at(first_port, temp_dir("bcoin"));
+    let first = Node::start_at("127.0.0.1", first_port, temp_dir("bcoin"));
     wait_for_miner(
         &miner,
         Duration::from_secs(30),
@@ -1328,15 +1381,15 @@ fn a_gpu_lost_while_mining_hands_over_to_the_cpu() {
     );
 }
 
-#[test]
-fn a_node_that_never_answers_is_named_and_the_miner_still_stops_on_time() {
-    // A fake server for what bcoin cannot do: accept connections and never say a word.
+/// A fake server for what bcoin and the pool cannot do: accept connections and never say a
+/// word. Connections are held until `until`.
+fn silent_server(until: Duration) -> (u16, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let silent = thread::spawn(move || {
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
         listener.set_nonblocking(true).unwrap();
         let mut held = Vec::new();
-        let until = Instant::now() + Duration::from_secs(40);
+        let until = Instant::now() + until;
         while Instant::now() < until && held.len() < 64 {
             if let Ok((stream, _)) = listener.accept() {
                 held.push(stream);
@@ -1344,29 +1397,125 @@ fn a_node_that_never_answers_is_named_and_the_miner_still_stops_on_time() {
             thread::sleep(Duration::from_millis(20));
         }
     });
+    (port, handle)
+}
+
+#[test]
+fn a_node_that_never_answers_is_named_and_the_miner_still_stops_on_time() {
+    let (port, silent) = silent_server(Duration::from_secs(40));
+    let url = format!("http://127.0.0.1:{port}");
+    // --duration is honoured although every call to the node hangs until its timeout.
     let started = Instant::now();
-    let (all, stderr) = Miner::spawn(
+    let (all, _) = Miner::spawn(&["--url", &url, "--duration", "2", "--backend", "cpu"], &[])
+        .finish(Duration::from_secs(8));
+    eprintln!(
+        "--duration 2 against a silent node: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(summary(&all)["hashes"], 0);
+    // The failure is named once the call times out (10 s), at the default log level and as
+    // an event; the status line says the node is not connected.
+    let miner = Miner::spawn(
         &[
             "--url",
             &url,
             "--pass",
             "secret",
+            "--mode",
+            "getwork",
+            "--duration",
+            "60",
+            "--backend",
+            "cpu",
+            "--status-every",
+            "1",
+        ],
+        &[],
+    );
+    wait_for_miner(&miner, Duration::from_secs(25), "the failure named", || {
+        miner.count("unreachable") >= 1
+    });
+    miner.interrupt();
+    let (all, stderr) = miner.finish(Duration::from_secs(5));
+    let unreachable = events(&all, "unreachable");
+    assert_eq!(unreachable.len(), 1, "{unreachable:?}");
+    assert_eq!(unreachable[0]["url"], format!("{url}/"));
+    assert!(
+        unreachable[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("did not answer getwork")),
+        "{unreachable:?}"
+    );
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+    let status = events(&all, "status");
+    assert!(
+        !status.is_empty() && status.iter().all(|s| s["connected"] == false),
+        "{status:?}"
+    );
+    assert_eq!(summary(&all)["hashes"], 0);
+    drop(silent);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "shortens timeouts through PEERHASH_*: needs --features test-hooks (scripts/test)"
+)]
+fn a_pool_that_never_answers_is_named_and_stop_signals_act_at_once() {
+    let (port, silent) = silent_server(Duration::from_secs(40));
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    // Before: --duration 5 ran 30 s (the handshake wait) and status lines stopped meanwhile.
+    let started = Instant::now();
+    let (all, _) = Miner::spawn(
+        &[
+            "--url",
+            &url,
             "--duration",
             "3",
             "--backend",
             "cpu",
+            "--status-every",
+            "1",
         ],
         &[],
     )
-    .finish(Duration::from_secs(35));
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
+    .finish(Duration::from_secs(8));
+    eprintln!(
+        "--duration 3 against a silent pool: {:?}",
         started.elapsed()
     );
-    assert!(stderr.contains("did not answer"), "{stderr}");
-    assert!(!stderr.contains("secret"), "{stderr}");
+    let status = events(&all, "status");
+    assert!(status.len() >= 2, "status lines go on: {status:?}");
+    assert!(status
+        .iter()
+        .all(|s| s["connected"] == false && s["difficulty"].is_null()));
     assert_eq!(summary(&all)["hashes"], 0);
+
+    // With the handshake limit shortened, the silence is named; SIGINT then ends the run even
+    // while the next handshake is waiting.
+    let miner = Miner::spawn(
+        &["--url", &url, "--duration", "60", "--backend", "cpu"],
+        &[("PEERHASH_STRATUM_TIMEOUT_MS", "1000")],
+    );
+    wait_for_miner(&miner, Duration::from_secs(15), "the failure named", || {
+        miner.count("unreachable") >= 1
+    });
+    miner.interrupt();
+    let (all, stderr) = miner.finish(Duration::from_secs(5));
+    let unreachable = events(&all, "unreachable");
+    assert_eq!(unreachable.len(), 1, "once per reason: {unreachable:?}");
+    assert_eq!(unreachable[0]["url"], url);
+    assert!(
+        unreachable[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no answer to subscribe/authorize")),
+        "{unreachable:?}"
+    );
+    assert!(
+        stderr.contains("no answer to subscribe/authorize"),
+        "{stderr}"
+    );
     drop(silent);
 }
 
@@ -1473,4 +1622,89 @@ fn temp_resume_must_be_below_temp_stop() {
     .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be below --temp-stop"));
+}
+
+#[test]
+fn an_unreachable_pool_is_named_and_passwords_in_urls_are_masked() {
+    // A port nobody listens on.
+    let port = free_port();
+    let url = format!("stratum+tcp://alice:PASSWORD@127.0.0.1:{port}");
+    let (all, stderr) = Miner::spawn(&["--url", &url, "--duration", "2", "--backend", "cpu"], &[])
+        .finish(Duration::from_secs(10));
+    let unreachable = events(&all, "unreachable");
+    assert!(!unreachable.is_empty(), "{all:?}");
+    assert_eq!(
+        unreachable[0]["url"],
+        format!("stratum+tcp://127.0.0.1:{port}")
+    );
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    let stdout: String = all.iter().map(Value::to_string).collect();
+    assert!(
+        !stdout.contains("PASSWORD") && !stderr.contains("PASSWORD"),
+        "{stdout}{stderr}"
+    );
+
+    // A URL that cannot be used is echoed with its password masked; so is --show-config.
+    for bad in [
+        "http://alice:PASSWORD@127.0.0.1".to_owned(),
+        "stratum+tcp://alice:PASSWORD@127.0.0.1".to_owned(),
+        "ftp://alice:PASSWORD@127.0.0.1:1".to_owned(),
+    ] {
+        let output = miner_command(&["--url", &bad]).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let text =
+            String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("alice:***@127.0.0.1"), "{text}");
+        assert!(!text.contains("PASSWORD"), "{text}");
+    }
+    let output = miner_command(&[
+        "--url",
+        &format!("http://alice:PASSWORD@[::1]:{port}"),
+        "--show-config",
+    ])
+    .output()
+    .expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("alice:***@[::1]") && !text.contains("PASSWORD"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ipv6_literal_urls_reach_the_node_and_the_pool() {
+    require_harness();
+    // bcoin's RPC on ::1 only, and getwork through an http://[::1]:PORT URL with the login in it.
+    let node6 = Node::start_on("::1");
+    let url = format!("http://x:{API_KEY}@[::1]:{}", node6.port);
+    let all = run_miner(
+        &[
+            "--url",
+            &url,
+            "--mode",
+            "getwork",
+            "--blocks",
+            "1",
+            "--backend",
+            "cpu",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(summary(&all)["blocks"], 1, "{all:?}");
+    assert_eq!(node6.height(), 1);
+    assert_eq!(
+        events(&all, "connected")[0]["url"],
+        format!("http://[::1]:{}/", node6.port)
+    );
+    // The pool listens on every interface: reach it through [::1].
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = format!("stratum+tcp://[::1]:{}", pool.port);
+    let all = run_miner(
+        &["--url", &url, "--shares", "2", "--backend", "cpu"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(summary(&all)["accepted"], 2, "{all:?}");
+    assert!(pool.accepted() >= 2);
 }

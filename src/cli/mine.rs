@@ -13,13 +13,15 @@ use crate::hash::{
     WatchdogConfig, WorkKind, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
 };
 use crate::mining::api::StatusApi;
+use crate::mining::background::BackgroundSource;
+use crate::mining::endpoint;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
 use crate::mining::health::{DeviceEvent, DeviceHealth, TempLimits};
 use crate::mining::miner::{self, MinerConfig, MinerEvent, Timed};
 use crate::mining::node::NodeSource;
 use crate::mining::rpc::{RpcClient, RpcError};
-use crate::mining::source::WorkSource;
+use crate::mining::source::{SourceError, WorkSource};
 use crate::mining::status::StatusBoard;
 use crate::mining::stratum::{PoolLogin, StratumEndpoint, StratumSource};
 
@@ -157,6 +159,7 @@ pub(super) fn watchdog(secs: u64) -> Option<Watchdog> {
 /// One pool (or node) with its login.
 #[derive(Debug, Clone, serde::Serialize)]
 struct PoolSetting {
+    #[serde(serialize_with = "masked")]
     url: String,
     user: String,
     pass: Password,
@@ -180,6 +183,10 @@ struct MineSettings {
     temp_limits: Option<TempLimits>,
 }
 
+fn masked<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&endpoint::mask(url))
+}
+
 fn as_text<S: serde::Serializer>(value: &BackendChoice, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
 }
@@ -191,7 +198,10 @@ fn check_url(url: &str) -> anyhow::Result<()> {
     } else if url.starts_with("http://") {
         RpcClient::new(url, "", "")?;
     } else {
-        bail!("{url:?} is neither stratum+tcp://HOST:PORT (a pool) nor http://HOST:PORT (a node)");
+        bail!(
+            "{:?} is neither stratum+tcp://HOST:PORT (a pool) nor http://HOST:PORT (a node)",
+            endpoint::mask(url)
+        );
     }
     Ok(())
 }
@@ -222,7 +232,10 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 impl MineSettings {
+    /// The work source, running on its own thread: even finding out which protocol a node
+    /// speaks is a network call the miner loop must not wait for.
     fn source(&self) -> anyhow::Result<Box<dyn WorkSource>> {
+        let first_url = endpoint::mask(&self.pools[0].url);
         let stratum = self
             .pools
             .iter()
@@ -233,14 +246,21 @@ impl MineSettings {
                 .pools
                 .iter()
                 .map(|p| {
+                    let endpoint = StratumEndpoint::parse(&p.url)?;
+                    // A login written in the URL wins over --user/--pass.
+                    let (user, pass) = endpoint.login();
                     Ok(PoolLogin {
-                        endpoint: StratumEndpoint::parse(&p.url)?,
-                        user: p.user.clone(),
-                        pass: p.pass.0.clone(),
+                        user: user.unwrap_or(&p.user).to_owned(),
+                        pass: pass.unwrap_or(&p.pass.0).to_owned(),
+                        endpoint,
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            return Ok(Box::new(StratumSource::new(pools)));
+            let url = pools[0].endpoint.url();
+            return Ok(Box::new(BackgroundSource::spawn(
+                url,
+                Box::new(move || Ok(Box::new(StratumSource::new(pools)))),
+            )));
         }
         if stratum != 0 {
             bail!("pools: a mix of stratum+tcp:// and http:// URLs; use one kind");
@@ -250,21 +270,31 @@ impl MineSettings {
             .iter()
             .map(|p| RpcClient::new(&p.url, &p.user, &p.pass.0))
             .collect::<Result<Vec<_>, _>>()?;
-        let mode = match self.mode {
-            Some(mode) => mode,
-            None => detect_mode(&nodes[0]),
-        };
-        Ok(match mode {
-            Mode::Getwork => Box::new(NodeSource::new(Getwork::default(), nodes)),
-            Mode::Gbt => {
-                let address = self
-                    .address
-                    .as_deref()
-                    .context("--mode gbt needs --address (where the block reward goes)")?;
-                let gbt = Gbt::new(&nodes[0], address).context("--address")?;
-                Box::new(NodeSource::new(gbt, nodes))
-            }
-        })
+        if self.mode == Some(Mode::Gbt) && self.address.is_none() {
+            bail!("--mode gbt needs --address (where the block reward goes)");
+        }
+        let (mode, address) = (self.mode, self.address.clone());
+        let url = nodes.first().map_or(first_url, RpcClient::url);
+        Ok(Box::new(BackgroundSource::spawn(
+            url,
+            Box::new(move || -> Result<Box<dyn WorkSource + Send>, SourceError> {
+                let mode = mode.unwrap_or_else(|| detect_mode(&nodes[0]));
+                Ok(match (mode, address) {
+                    (Mode::Getwork, _) => Box::new(NodeSource::new(Getwork::default(), nodes)),
+                    (Mode::Gbt, address) => {
+                        let Some(address) = address else {
+                            return Err(SourceError::NeedsAddress);
+                        };
+                        let gbt =
+                            Gbt::new(&nodes[0], &address).map_err(|error| SourceError::Node {
+                                url: nodes[0].url(),
+                                error,
+                            })?;
+                        Box::new(NodeSource::new(gbt, nodes))
+                    }
+                })
+            }),
+        )))
     }
 }
 
@@ -509,7 +539,11 @@ impl Mine {
 fn print_text(event: &Timed) {
     match &event.event {
         MinerEvent::Connected { url } => println!("connected to {url}"),
-        MinerEvent::Disconnected { url, reason } => println!("lost {url}: {reason}; reconnecting"),
+        MinerEvent::Disconnected { url, reason } => {
+            println!("lost {url}: {reason}; hashing paused, reconnecting");
+        }
+        // Also logged as a warning (stderr), which is where a person looks for it.
+        MinerEvent::Unreachable { .. } => {}
         MinerEvent::NewJob { job, clean, height, .. } => match height {
             Some(h) => println!("new job {job} at height {h}{}", if *clean { " (clean)" } else { "" }),
             None => println!("new job {job}{}", if *clean { " (clean)" } else { "" }),
@@ -521,8 +555,8 @@ fn print_text(event: &Timed) {
         MinerEvent::Rejected { job, hash, reason, stale, .. } => {
             println!("{} {hash} (job {job}): {reason}", if *stale { "stale" } else { "rejected" });
         }
-        MinerEvent::Status { url, device, hashrate, devices, difficulty, stats } => println!(
-            "{:.2} MH/s on {} | accepted {} rejected {} stale {} | {url}{}",
+        MinerEvent::Status { url, device, hashrate, devices, difficulty, connected, stats } => println!(
+            "{:.2} MH/s on {} | accepted {} rejected {} stale {} | {url}{}{}",
             hashrate / 1e6,
             if devices.len() > 1 {
                 devices
@@ -536,6 +570,7 @@ fn print_text(event: &Timed) {
             stats.accepted,
             stats.rejected,
             stats.stale,
+            if *connected { "" } else { " (not connected)" },
             difficulty.map(|d| format!(" | difficulty {d}")).unwrap_or_default()
         ),
         MinerEvent::Summary { seconds, hashrate, stats, device, .. } => println!(

@@ -14,11 +14,12 @@ use bitcoin::{
     Address, Amount, Block, BlockHash, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn,
     TxOut, Txid, Witness,
 };
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::job::{coinbase_branch, CoinbaseWork, Job, JobExtra, JobWork, Solution};
 use super::longpoll::LongPollParams;
-use super::node::{SoloProtocol, SubmitOutcome, WorkError, CALL_TIMEOUT};
+use super::node::{BlockRejection, SoloProtocol, SubmitOutcome, WorkError, CALL_TIMEOUT};
 use super::rpc::RpcClient;
 use super::target;
 
@@ -42,22 +43,32 @@ pub struct Template {
     pub longpoll_id: Option<String>,
 }
 
-fn bad(message: impl Into<String>) -> WorkError {
-    WorkError::Bad(message.into())
+/// A `getblocktemplate` answer as the node writes it (BIP 22/23); unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+struct RawTemplate {
+    version: i32,
+    previousblockhash: String,
+    bits: String,
+    curtime: u32,
+    height: u64,
+    coinbasevalue: u64,
+    transactions: Vec<RawTransaction>,
+    default_witness_commitment: Option<String>,
+    #[serde(default)]
+    rules: Vec<String>,
+    longpollid: Option<String>,
 }
 
-fn hex_field<'a>(value: &'a Value, name: &str) -> Result<&'a str, WorkError> {
-    value
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("block template has no string field {name:?}")))
+#[derive(Debug, Deserialize)]
+struct RawTransaction {
+    data: String,
+    /// Older nodes only give `hash` (the txid before segwit).
+    #[serde(alias = "hash")]
+    txid: String,
 }
 
-fn int_field(value: &Value, name: &str) -> Result<u64, WorkError> {
-    value
-        .get(name)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad(format!("block template has no integer field {name:?}")))
+fn bad(field: &'static str, problem: impl Into<String>) -> WorkError {
+    WorkError::bad("getblocktemplate", field, problem)
 }
 
 impl Template {
@@ -66,72 +77,48 @@ impl Template {
     /// # Errors
     /// Missing or malformed fields.
     pub fn parse(value: &Value) -> Result<Self, WorkError> {
-        let version = value
-            .get("version")
-            .and_then(Value::as_i64)
-            .and_then(|v| i32::try_from(v).ok())
-            .ok_or_else(|| bad("block template has no 32-bit version"))?;
-        let prev = BlockHash::from_str(hex_field(value, "previousblockhash")?)
-            .map_err(|e| bad(format!("previousblockhash: {e}")))?;
-        let bits_text = hex_field(value, "bits")?;
-        let bits = u32::from_str_radix(bits_text, 16)
+        let raw = RawTemplate::deserialize(value).map_err(|e| bad("template", e.to_string()))?;
+        let prev = BlockHash::from_str(&raw.previousblockhash)
+            .map_err(|e| bad("previousblockhash", e.to_string()))?;
+        let bits = u32::from_str_radix(&raw.bits, 16)
             .ok()
-            .filter(|_| bits_text.len() == 8)
-            .ok_or_else(|| bad(format!("bits {bits_text:?} is not 8 hex digits")))?;
-        target::from_bits(bits).map_err(|e| bad(e.to_string()))?;
-        let time = u32::try_from(int_field(value, "curtime")?)
-            .map_err(|_| bad("curtime does not fit 32 bits"))?;
-        let transactions = value
-            .get("transactions")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("block template has no transactions list"))?
+            .filter(|_| raw.bits.len() == 8)
+            .ok_or_else(|| bad("bits", format!("{:?} is not 8 hex digits", raw.bits)))?;
+        target::from_bits(bits).map_err(|e| bad("bits", e.to_string()))?;
+        let transactions = raw
+            .transactions
             .iter()
             .map(|tx| {
-                let raw = hex::decode(hex_field(tx, "data")?)
-                    .map_err(|e| bad(format!("transaction data: {e}")))?;
-                let id = tx
-                    .get("txid")
-                    .or_else(|| tx.get("hash"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("template transaction without txid"))?;
-                let txid = Txid::from_str(id).map_err(|e| bad(format!("txid {id}: {e}")))?;
-                Ok((txid.to_byte_array(), raw))
+                let data =
+                    hex::decode(&tx.data).map_err(|e| bad("transactions.data", e.to_string()))?;
+                let txid = Txid::from_str(&tx.txid)
+                    .map_err(|e| bad("transactions.txid", format!("{}: {e}", tx.txid)))?;
+                Ok((txid.to_byte_array(), data))
             })
             .collect::<Result<Vec<_>, WorkError>>()?;
-        let witness_commitment = match value
-            .get("default_witness_commitment")
-            .and_then(Value::as_str)
-        {
-            Some(text) => {
-                Some(ScriptBuf::from_bytes(hex::decode(text).map_err(|e| {
-                    bad(format!("default_witness_commitment: {e}"))
-                })?))
-            }
-            None => None,
-        };
-        let segwit = value
-            .get("rules")
-            .and_then(Value::as_array)
-            .is_some_and(|rules| {
-                rules
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .any(|rule| rule.trim_start_matches('!') == "segwit")
-            });
+        let witness_commitment = raw
+            .default_witness_commitment
+            .map(|text| {
+                hex::decode(text)
+                    .map(ScriptBuf::from_bytes)
+                    .map_err(|e| bad("default_witness_commitment", e.to_string()))
+            })
+            .transpose()?;
+        let segwit = raw
+            .rules
+            .iter()
+            .any(|rule| rule.trim_start_matches('!') == "segwit");
         Ok(Self {
-            version,
+            version: raw.version,
             prev_hash: prev.to_byte_array(),
-            time,
+            time: raw.curtime,
             bits,
-            height: int_field(value, "height")?,
-            coinbase_value: int_field(value, "coinbasevalue")?,
+            height: raw.height,
+            coinbase_value: raw.coinbasevalue,
             transactions,
             witness_commitment,
             segwit,
-            longpoll_id: value
-                .get("longpollid")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            longpoll_id: raw.longpollid,
         })
     }
 
@@ -144,7 +131,7 @@ impl Template {
         payout: &ScriptBuf,
         extranonce: [u8; EXTRANONCE_SIZE],
     ) -> Result<Transaction, WorkError> {
-        let height = i64::try_from(self.height).map_err(|_| bad("height too large"))?;
+        let height = i64::try_from(self.height).map_err(|_| bad("height", "is too large"))?;
         let script_sig = Builder::new()
             .push_int(height)
             .push_slice(PushBytesBuf::from(extranonce))
@@ -201,7 +188,7 @@ impl Template {
                 // The node sets the version (deployment signalling): never rolled solo.
                 version_mask: 0,
             }),
-            target: target::from_bits(self.bits).map_err(|e| bad(e.to_string()))?,
+            target: target::from_bits(self.bits).map_err(|e| bad("bits", e.to_string()))?,
             solo: true,
             height: Some(self.height),
             extra: JobExtra::Template {
@@ -230,28 +217,36 @@ pub fn assemble_block(solution: &Solution) -> Result<Block, WorkError> {
         },
     ) = (&solution.job.work, &solution.job.extra)
     else {
-        return Err(bad("not a block template job"));
+        return Err(WorkError::WrongSolution {
+            protocol: "getblocktemplate",
+            what: "a block template job",
+        });
     };
-    let mut coinbase: Transaction = encode::deserialize(&work.coinbase(solution.roll))
-        .map_err(|e| bad(format!("coinbase does not decode: {e}")))?;
+    let mut coinbase: Transaction =
+        encode::deserialize(&work.coinbase(solution.roll)).map_err(|e| WorkError::BadBlock {
+            problem: format!("has a coinbase that does not decode: {e}"),
+        })?;
     if *segwit {
         // BIP 141: the witness reserved value, all zeros, that the commitment was made with.
         coinbase.input[0].witness = Witness::from_slice(&[[0u8; 32]]);
     }
     let mut txdata = vec![coinbase];
     for raw in transactions {
-        txdata
-            .push(encode::deserialize(raw).map_err(|e| bad(format!("template transaction: {e}")))?);
+        txdata.push(encode::deserialize(raw).map_err(|e| bad("transactions.data", e.to_string()))?);
     }
     let block = Block {
         header: *solution.header.fields(),
         txdata,
     };
     if !block.check_merkle_root() {
-        return Err(bad("assembled block has a wrong merkle root"));
+        return Err(WorkError::BadBlock {
+            problem: "has a wrong merkle root".into(),
+        });
     }
     if *segwit && !block.check_witness_commitment() {
-        return Err(bad("assembled block has a wrong witness commitment"));
+        return Err(WorkError::BadBlock {
+            problem: "has a wrong witness commitment".into(),
+        });
     }
     Ok(block)
 }
@@ -288,20 +283,27 @@ impl Gbt {
             };
             if let Some(network) = network {
                 if !parsed.is_valid_for_network(network) {
-                    return Err(bad(format!(
-                        "--address {address} is not an address of the node's network ({chain})"
-                    )));
+                    return Err(WorkError::AddressWrongNetwork {
+                        address: address.to_owned(),
+                        chain: chain.to_owned(),
+                    });
                 }
             }
         }
         let reply = client.call("validateaddress", json!([address]), CALL_TIMEOUT)?;
         if reply.result.get("isvalid").and_then(Value::as_bool) != Some(true) {
-            return Err(bad(format!(
-                "the node says --address {address} is not valid on its network"
-            )));
+            return Err(WorkError::AddressRefused {
+                address: address.to_owned(),
+            });
         }
-        let script = hex::decode(hex_field(&reply.result, "scriptPubKey")?)
-            .map_err(|e| bad(format!("scriptPubKey: {e}")))?;
+        let script = reply
+            .result
+            .get("scriptPubKey")
+            .and_then(Value::as_str)
+            .and_then(|text| hex::decode(text).ok())
+            .ok_or_else(|| {
+                WorkError::bad("validateaddress", "scriptPubKey", "is missing or not hex")
+            })?;
         Ok(Self {
             payout: ScriptBuf::from_bytes(script),
             jobs: 0,
@@ -365,15 +367,20 @@ impl SoloProtocol for Gbt {
         let reply = client.call("submitblock", json!([hex]), CALL_TIMEOUT)?;
         Ok(match reply.result {
             Value::Null => SubmitOutcome::Accepted,
-            Value::String(reason) => SubmitOutcome::Rejected(reason),
-            other => SubmitOutcome::Rejected(format!("unexpected answer {other}")),
+            Value::String(reason) => SubmitOutcome::Rejected {
+                kind: BlockRejection::from_bip22(&reason),
+                reason,
+            },
+            other => SubmitOutcome::Rejected {
+                reason: format!("unexpected answer {other}"),
+                kind: BlockRejection::Other,
+            },
         })
     }
 }
 
 fn client_path(client: &RpcClient) -> String {
-    let url = client.url();
-    super::longpoll::path_from_header(&url)
+    client.path().to_owned()
 }
 
 #[cfg(test)]

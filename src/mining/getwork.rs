@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::job::{Job, JobExtra, JobWork, Solution};
 use super::longpoll::LongPollParams;
-use super::node::{SoloProtocol, SubmitOutcome, WorkError};
+use super::node::{BlockRejection, SoloProtocol, SubmitOutcome, WorkError};
 use super::rpc::RpcClient;
 
 /// getwork's `data` is 128 bytes: the header and its SHA-256 padding.
@@ -37,29 +37,30 @@ fn swap32(bytes: &mut [u8]) {
 /// # Errors
 /// Missing fields, non-hex text or wrong lengths.
 pub fn decode(result: &Value) -> Result<GetworkData, WorkError> {
-    let field = |name: &str| {
+    let bad = |field, problem: String| WorkError::bad("getwork", field, problem);
+    let field = |name: &'static str| {
         result
             .get(name)
             .and_then(Value::as_str)
-            .ok_or_else(|| WorkError::Bad(format!("getwork answer has no string field {name:?}")))
+            .ok_or_else(|| bad(name, "is missing or not a string".into()))
     };
-    let mut data = hex::decode(field("data")?)
-        .map_err(|e| WorkError::Bad(format!("getwork data is not hex: {e}")))?;
+    let mut data =
+        hex::decode(field("data")?).map_err(|e| bad("data", format!("is not hex: {e}")))?;
     if data.len() != DATA_LEN {
-        return Err(WorkError::Bad(format!(
-            "getwork data must be {DATA_LEN} bytes, got {}",
-            data.len()
-        )));
+        return Err(bad(
+            "data",
+            format!("must be {DATA_LEN} bytes, got {}", data.len()),
+        ));
     }
     swap32(&mut data[..80]);
     let header: [u8; 80] = data[..80].try_into().expect("checked length");
     let target: [u8; 32] = hex::decode(field("target")?)
-        .map_err(|e| WorkError::Bad(format!("getwork target is not hex: {e}")))?
+        .map_err(|e| bad("target", format!("is not hex: {e}")))?
         .try_into()
-        .map_err(|_| WorkError::Bad("getwork target must be 32 bytes".into()))?;
+        .map_err(|_| bad("target", "must be 32 bytes".into()))?;
     let target = Target::from_le_bytes(target);
     if target == Target::ZERO {
-        return Err(WorkError::Bad("getwork target is zero".into()));
+        return Err(bad("target", "is zero".into()));
     }
     Ok(GetworkData {
         header,
@@ -123,18 +124,23 @@ impl SoloProtocol for Getwork {
         solution: &Solution,
     ) -> Result<SubmitOutcome, WorkError> {
         let JobExtra::GetworkPadding(padding) = &solution.job.extra else {
-            return Err(WorkError::Bad(
-                "a getwork solution without getwork data".into(),
-            ));
+            return Err(WorkError::WrongSolution {
+                protocol: "getwork",
+                what: "the getwork data it was found in",
+            });
         };
         let data = encode_submit(solution.header.bytes(), padding);
         let reply = client.call("getwork", json!([data]), super::node::CALL_TIMEOUT)?;
         Ok(match reply.result.as_bool() {
             Some(true) => SubmitOutcome::Accepted,
-            Some(false) => SubmitOutcome::Rejected(
-                "the node answered false (stale, duplicate or bad proof of work)".into(),
-            ),
-            None => SubmitOutcome::Rejected(format!("unexpected answer {}", reply.result)),
+            Some(false) => SubmitOutcome::Rejected {
+                reason: "the node answered false (stale, duplicate or bad proof of work)".into(),
+                kind: BlockRejection::Other,
+            },
+            None => SubmitOutcome::Rejected {
+                reason: format!("unexpected answer {}", reply.result),
+                kind: BlockRejection::Other,
+            },
         })
     }
 }

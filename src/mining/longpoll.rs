@@ -17,7 +17,8 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// Builds each long poll's params from the previous answer (if any).
 pub type LongPollParams = Box<dyn FnMut(Option<&Value>) -> Value + Send>;
 
-/// A running long poll; dropping it cancels the request within a tenth of a second.
+/// A running long poll. Dropping it stops the thread after the call in progress returns (at
+/// the latest after [`POLL_TIMEOUT`]); its answer is then thrown away.
 pub struct LongPoller {
     answers: Receiver<Result<Value, RpcError>>,
     cancel: Arc<AtomicBool>,
@@ -41,7 +42,7 @@ impl LongPoller {
                 let mut last: Option<Value> = None;
                 while !stop.load(Ordering::Relaxed) {
                     let request = params(last.as_ref());
-                    match client.call_at(&path, method, request, POLL_TIMEOUT, Some(&stop)) {
+                    match client.call_at(&path, method, request, POLL_TIMEOUT) {
                         Ok(reply) => {
                             if tx.send(Ok(reply.result.clone())).is_err() {
                                 return;
@@ -49,7 +50,6 @@ impl LongPoller {
                             last = Some(reply.result);
                         }
                         Err(RpcError::Timeout { .. }) => {}
-                        Err(RpcError::Cancelled) => return,
                         Err(e) => {
                             let _ = tx.send(Err(e));
                             return;

@@ -69,17 +69,7 @@ impl Default for MinerConfig {
     }
 }
 
-/// Counters reported in status lines and at the end.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Stats {
-    pub hashes: u64,
-    pub found: u64,
-    pub accepted: u64,
-    pub blocks: u64,
-    pub rejected: u64,
-    pub stale: u64,
-    pub hw_errors: u64,
-}
+pub use super::stats::Stats;
 
 /// One thing worth telling a user or a script about; `--json` prints each as one line.
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +79,11 @@ pub enum MinerEvent {
         url: String,
     },
     Disconnected {
+        url: String,
+        reason: String,
+    },
+    /// A node or pool could not be reached (once per new reason); retried in the background.
+    Unreachable {
         url: String,
         reason: String,
     },
@@ -144,6 +139,8 @@ pub enum MinerEvent {
         hashrate: f64,
         devices: Vec<DeviceRate>,
         difficulty: Option<f64>,
+        /// Whether the node or pool is reachable now (hashing pauses while it is not).
+        connected: bool,
         #[serde(flatten)]
         stats: Stats,
     },
@@ -215,6 +212,40 @@ struct Shared {
     /// A solo job whose block was found: no device should go on with it.
     finished: AtomicU64,
     stop: AtomicBool,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            current: Mutex::new(Current {
+                generation: 0,
+                job: None,
+            }),
+            changed: Condvar::new(),
+            generation: AtomicU64::new(0),
+            cursor: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Hands every device `job`, or with `None` makes them stop and wait for the next one.
+    fn set_job(&self, job: Option<Arc<Job>>) {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.generation += 1;
+        current.job = job;
+        self.cursor.store(0, Ordering::Relaxed);
+        self.generation.store(current.generation, Ordering::Relaxed);
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.changed.notify_all();
+    }
 }
 
 /// What one device's hashing thread has done.
@@ -430,7 +461,32 @@ struct Driver<'a, E: FnMut(Timed)> {
     job_since: Option<Instant>,
 }
 
-impl<E: FnMut(Timed)> Driver<'_, E> {
+impl<'a, E: FnMut(Timed)> Driver<'a, E> {
+    fn new(
+        source: &'a mut dyn WorkSource,
+        shared: &'a Shared,
+        config: &'a MinerConfig,
+        emit: E,
+    ) -> Self {
+        let pool = PoolStatus {
+            url: source.url(),
+            ..PoolStatus::default()
+        };
+        Self {
+            source,
+            shared,
+            config,
+            emit,
+            stats: Stats::default(),
+            live_jobs: VecDeque::new(),
+            bad_share_sent: !config.submit_bad_share,
+            in_flight: 0,
+            held: VecDeque::new(),
+            pool,
+            job_since: None,
+        }
+    }
+
     fn emit(&mut self, event: MinerEvent) {
         self.emit_at(now(), event);
     }
@@ -474,18 +530,7 @@ impl<E: FnMut(Timed)> Driver<'_, E> {
                         self.source.submit(solution);
                     }
                 }
-                let shared = self.shared;
-                let mut current = shared
-                    .current
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                current.generation += 1;
-                current.job = Some(job);
-                shared.cursor.store(0, Ordering::Relaxed);
-                shared
-                    .generation
-                    .store(current.generation, Ordering::Relaxed);
-                shared.changed.notify_all();
+                self.shared.set_job(Some(job));
             }
             SourceEvent::Accepted { solution } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
@@ -522,7 +567,19 @@ impl<E: FnMut(Timed)> Driver<'_, E> {
             SourceEvent::Disconnected { url, reason } => {
                 self.pool.connected = false;
                 self.pool.last_error = Some(reason.clone());
+                // Shares of a dead session cannot be submitted, and a node that went away may
+                // come back on another chain: the devices wait for fresh work instead.
+                self.shared.set_job(None);
+                self.pool.job = None;
+                self.job_since = None;
+                tracing::warn!("lost {url}: {reason}; hashing paused until it is back");
                 self.emit(MinerEvent::Disconnected { url, reason });
+            }
+            SourceEvent::Unreachable { url, reason } => {
+                self.pool.connected = false;
+                self.pool.last_error = Some(reason.clone());
+                tracing::warn!("cannot use {url}: {reason}; retrying");
+                self.emit(MinerEvent::Unreachable { url, reason });
             }
             SourceEvent::Difficulty { difficulty } => {
                 self.emit(MinerEvent::Difficulty { difficulty });
@@ -612,46 +669,138 @@ impl<E: FnMut(Timed)> Driver<'_, E> {
     }
 }
 
-/// Runs until a limit in `config` is reached or `interrupt` is set; `emit` sees every event.
-/// On a stop, solutions already found are still submitted and their answers awaited (briefly).
-///
-/// # Errors
-/// A fatal work source problem (bad credentials, an address the node refuses, bad work).
-pub fn run(
-    source: &mut dyn WorkSource,
+/// The devices and their hashing threads, one per device.
+struct Devices<'a> {
+    backends: &'a [Arc<dyn NonceSearcher>],
+    counters: Vec<Arc<DeviceCounters>>,
+    /// How each device was sized: `auto`, `intensity` or `default` (tuning failed).
+    tunings: Vec<&'static str>,
+    threads: Vec<thread::JoinHandle<()>>,
+    found: Receiver<FromHasher>,
+}
+
+impl<'a> Devices<'a> {
+    /// Starts one hashing thread per device; they wait for the first job.
+    fn start(
+        backends: &'a [Arc<dyn NonceSearcher>],
+        tunings: Vec<&'static str>,
+        shared: &Arc<Shared>,
+    ) -> Self {
+        let counters: Vec<Arc<DeviceCounters>> = backends
+            .iter()
+            .map(|_| Arc::new(DeviceCounters::default()))
+            .collect();
+        let (tx, found) = mpsc::channel();
+        let threads = backends
+            .iter()
+            .zip(&counters)
+            .enumerate()
+            .map(|(i, (backend, counters))| {
+                let (shared, backend, counters, tx) = (
+                    Arc::clone(shared),
+                    Arc::clone(backend),
+                    Arc::clone(counters),
+                    tx.clone(),
+                );
+                thread::Builder::new()
+                    .name(format!("peerhash-miner-{i}"))
+                    .spawn(move || hash_loop(&shared, backend.as_ref(), &counters, i == 0, &tx))
+                    .expect("spawning a thread")
+            })
+            .collect();
+        Self {
+            backends,
+            counters,
+            tunings,
+            threads,
+            found,
+        }
+    }
+
+    /// Per-device hash counts, with the totals brought up to date in `stats` on the way.
+    fn refresh(&self, stats: &mut Stats) -> Vec<u64> {
+        let counts: Vec<u64> = self
+            .counters
+            .iter()
+            .map(|c| c.hashes.load(Ordering::Relaxed))
+            .collect();
+        stats.hashes = counts.iter().sum();
+        stats.hw_errors = self
+            .counters
+            .iter()
+            .map(|c| c.hw_errors.load(Ordering::Relaxed))
+            .sum();
+        counts
+    }
+
+    /// Named at each report: a GPU that failed over to the CPU says so.
+    fn names(&self) -> String {
+        self.backends
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    /// Polls temperatures and the watchdog's reports, and pauses or resumes devices.
+    fn watch_health<E: FnMut(Timed)>(&self, driver: &mut Driver<'_, E>) {
+        let Some(health) = &driver.config.health else {
+            return;
+        };
+        for event in health.poll(self.backends) {
+            driver.emit(MinerEvent::Device(event));
+        }
+        for (index, c) in self.counters.iter().enumerate() {
+            c.paused.store(health.is_paused(index), Ordering::Relaxed);
+        }
+    }
+
+    fn temperature(&self, config: &MinerConfig, index: usize) -> Option<f64> {
+        config.health.as_ref().and_then(|h| h.temperature(index))
+    }
+
+    fn statuses(&self, config: &MinerConfig, rates: &[f64]) -> Vec<DeviceStatus> {
+        self.backends
+            .iter()
+            .zip(&self.counters)
+            .zip(rates.iter().zip(&self.tunings))
+            .enumerate()
+            .map(|(index, ((backend, c), (rate, tuning)))| DeviceStatus {
+                index,
+                name: backend.name(),
+                kind: match backend.kind() {
+                    BackendKind::Cpu => "cpu".into(),
+                    BackendKind::Gpu => "gpu".into(),
+                },
+                hashrate: *rate,
+                hashes: c.hashes.load(Ordering::Relaxed),
+                hw_errors: c.hw_errors.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
+                scan_nonces: backend.scan_slice(),
+                tuning: (*tuning).into(),
+                temperature_c: self.temperature(config, index),
+                paused: c.paused.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Stops the hashing threads and waits for them (each finishes its scan in progress).
+    fn stop(&mut self, shared: &Shared) {
+        shared.stop();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sizes every device as `config` asks, one after another: devices measured side by side
+/// would slow each other down.
+fn tune_all<E: FnMut(Timed)>(
     backends: &[Arc<dyn NonceSearcher>],
-    config: &MinerConfig,
-    interrupt: &AtomicBool,
-    emit: impl FnMut(Timed),
-) -> Result<Stats, SourceError> {
-    let started = Instant::now();
-    let shared = Arc::new(Shared {
-        current: Mutex::new(Current {
-            generation: 0,
-            job: None,
-        }),
-        changed: Condvar::new(),
-        generation: AtomicU64::new(0),
-        cursor: AtomicU64::new(0),
-        finished: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    });
-    let mut driver = Driver {
-        source,
-        shared: &shared,
-        config,
-        emit,
-        stats: Stats::default(),
-        live_jobs: VecDeque::new(),
-        bad_share_sent: !config.submit_bad_share,
-        in_flight: 0,
-        held: VecDeque::new(),
-        pool: PoolStatus::default(),
-        job_since: None,
-    };
-    driver.pool.url = driver.source.url();
-    // Tuned one after another: devices measured side by side would slow each other down.
-    let tunings: Vec<&'static str> = backends
+    driver: &mut Driver<'_, E>,
+) -> Vec<&'static str> {
+    let config = driver.config;
+    backends
         .iter()
         .map(|backend| match tune_device(backend.as_ref(), config) {
             Ok(tuning) => {
@@ -668,56 +817,109 @@ pub fn run(
                 "default"
             }
         })
-        .collect();
-    let counters: Vec<Arc<DeviceCounters>> = backends
-        .iter()
-        .map(|_| Arc::new(DeviceCounters::default()))
-        .collect();
-    let (tx, rx): (Sender<FromHasher>, Receiver<FromHasher>) = mpsc::channel();
-    let hashers: Vec<_> = backends
-        .iter()
-        .zip(&counters)
-        .enumerate()
-        .map(|(i, (backend, counters))| {
-            let (shared, backend, counters, tx) = (
-                Arc::clone(&shared),
-                Arc::clone(backend),
-                Arc::clone(counters),
-                tx.clone(),
-            );
-            thread::Builder::new()
-                .name(format!("peerhash-miner-{i}"))
-                .spawn(move || hash_loop(&shared, backend.as_ref(), &counters, i == 0, &tx))
-                .expect("spawning a thread")
-        })
-        .collect();
-    drop(tx);
-    // Per-device hash counts, with the totals brought up to date in `stats` on the way.
-    let refresh = |stats: &mut Stats| -> Vec<u64> {
-        let counts: Vec<u64> = counters
+        .collect()
+}
+
+/// The periodic reports: the status board (about once a second) and status lines.
+struct Reports {
+    started: Instant,
+    window: RateWindow,
+    last_board: Option<Instant>,
+    last_status: (Instant, Vec<u64>),
+}
+
+impl Reports {
+    fn new(started: Instant, devices: usize) -> Self {
+        Self {
+            started,
+            window: RateWindow {
+                samples: VecDeque::new(),
+            },
+            last_board: None,
+            last_status: (Instant::now(), vec![0; devices]),
+        }
+    }
+
+    fn publish_board<E: FnMut(Timed)>(&mut self, driver: &mut Driver<'_, E>, devices: &Devices) {
+        let Some(board) = &driver.config.board else {
+            return;
+        };
+        if self.last_board.is_some_and(|t| t.elapsed() < BOARD_EVERY) {
+            return;
+        }
+        self.last_board = Some(Instant::now());
+        let rates = self.window.push(devices.refresh(&mut driver.stats));
+        driver.pool.difficulty = driver.source.difficulty();
+        if let Some(error) = driver.source.last_error() {
+            driver.pool.last_error = Some(error);
+        }
+        driver.pool.job_age_seconds = driver.job_since.map(|t| t.elapsed().as_secs_f64());
+        let seconds = self.started.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        board.publish(Snapshot {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_seconds: seconds,
+            hashrate: rates.iter().sum(),
+            hashrate_average: driver.stats.hashes as f64 / seconds.max(1e-9),
+            pool: driver.pool.clone(),
+            shares: driver.stats.clone(),
+            devices: devices.statuses(driver.config, &rates),
+        });
+    }
+
+    fn status_line<E: FnMut(Timed)>(&mut self, driver: &mut Driver<'_, E>, devices: &Devices) {
+        let Some(every) = driver.config.status_every else {
+            return;
+        };
+        if self.last_status.0.elapsed() < every {
+            return;
+        }
+        let counts = devices.refresh(&mut driver.stats);
+        let seconds = self.last_status.0.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let rates: Vec<DeviceRate> = devices
+            .backends
             .iter()
-            .map(|c| c.hashes.load(Ordering::Relaxed))
+            .zip(counts.iter().zip(&self.last_status.1))
+            .enumerate()
+            .map(|(index, (backend, (now, last)))| DeviceRate {
+                name: backend.name(),
+                hashrate: (now - last) as f64 / seconds,
+                temperature_c: devices.temperature(driver.config, index),
+                paused: devices.counters[index].paused.load(Ordering::Relaxed),
+            })
             .collect();
-        stats.hashes = counts.iter().sum();
-        stats.hw_errors = counters
-            .iter()
-            .map(|c| c.hw_errors.load(Ordering::Relaxed))
-            .sum();
-        counts
-    };
-    // Named at each report: a GPU that failed over to the CPU says so.
-    let device = || {
-        backends
-            .iter()
-            .map(|b| b.name())
-            .collect::<Vec<_>>()
-            .join(" + ")
-    };
-    let mut window = RateWindow {
-        samples: VecDeque::new(),
-    };
-    let mut last_board = None::<Instant>;
-    let mut last_status = (Instant::now(), vec![0u64; backends.len()]);
+        self.last_status = (Instant::now(), counts);
+        driver.emit(MinerEvent::Status {
+            url: driver.source.url(),
+            device: devices.names(),
+            hashrate: rates.iter().map(|d| d.hashrate).sum(),
+            devices: rates,
+            difficulty: driver.source.difficulty(),
+            connected: driver.pool.connected,
+            stats: driver.stats.clone(),
+        });
+    }
+}
+
+/// Runs until a limit in `config` is reached or `interrupt` is set; `emit` sees every event.
+/// On a stop, solutions already found are still submitted and their answers awaited (briefly).
+///
+/// # Errors
+/// A fatal work source problem (bad credentials, an address the node refuses, bad work).
+pub fn run(
+    source: &mut dyn WorkSource,
+    backends: &[Arc<dyn NonceSearcher>],
+    config: &MinerConfig,
+    interrupt: &AtomicBool,
+    emit: impl FnMut(Timed),
+) -> Result<Stats, SourceError> {
+    let started = Instant::now();
+    let shared = Arc::new(Shared::new());
+    let mut driver = Driver::new(source, &shared, config, emit);
+    let tunings = tune_all(backends, &mut driver);
+    let mut devices = Devices::start(backends, tunings, &shared);
+    let mut reports = Reports::new(started, backends.len());
     let result = loop {
         if interrupt.load(Ordering::Relaxed)
             || driver.limit_reached()
@@ -725,103 +927,23 @@ pub fn run(
         {
             break Ok(());
         }
-        if let Err(e) = driver.step(&rx) {
+        if let Err(e) = driver.step(&devices.found) {
             break Err(e);
         }
-        if let Some(health) = &config.health {
-            for event in health.poll(backends) {
-                driver.emit(MinerEvent::Device(event));
-            }
-            for (index, c) in counters.iter().enumerate() {
-                c.paused.store(health.is_paused(index), Ordering::Relaxed);
-            }
-        }
-        let temperature = |index| config.health.as_ref().and_then(|h| h.temperature(index));
-        if let Some(board) = &config.board {
-            if last_board.is_none_or(|t| t.elapsed() >= BOARD_EVERY) {
-                last_board = Some(Instant::now());
-                let rates = window.push(refresh(&mut driver.stats));
-                driver.pool.difficulty = driver.source.difficulty();
-                if let Some(error) = driver.source.last_error() {
-                    driver.pool.last_error = Some(error);
-                }
-                driver.pool.job_age_seconds = driver.job_since.map(|t| t.elapsed().as_secs_f64());
-                let seconds = started.elapsed().as_secs_f64();
-                #[allow(clippy::cast_precision_loss)]
-                board.publish(Snapshot {
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    uptime_seconds: seconds,
-                    hashrate: rates.iter().sum(),
-                    hashrate_average: driver.stats.hashes as f64 / seconds.max(1e-9),
-                    pool: driver.pool.clone(),
-                    shares: driver.stats.clone(),
-                    devices: backends
-                        .iter()
-                        .zip(&counters)
-                        .zip(rates.iter().zip(&tunings))
-                        .enumerate()
-                        .map(|(index, ((backend, c), (rate, tuning)))| DeviceStatus {
-                            index,
-                            name: backend.name(),
-                            kind: match backend.kind() {
-                                BackendKind::Cpu => "cpu".into(),
-                                BackendKind::Gpu => "gpu".into(),
-                            },
-                            hashrate: *rate,
-                            hashes: c.hashes.load(Ordering::Relaxed),
-                            hw_errors: c.hw_errors.load(Ordering::Relaxed),
-                            errors: c.errors.load(Ordering::Relaxed),
-                            scan_nonces: backend.scan_slice(),
-                            tuning: (*tuning).into(),
-                            temperature_c: temperature(index),
-                            paused: c.paused.load(Ordering::Relaxed),
-                        })
-                        .collect(),
-                });
-            }
-        }
-        if let Some(every) = config.status_every {
-            if last_status.0.elapsed() >= every {
-                let counts = refresh(&mut driver.stats);
-                let seconds = last_status.0.elapsed().as_secs_f64();
-                #[allow(clippy::cast_precision_loss)]
-                let devices: Vec<DeviceRate> = backends
-                    .iter()
-                    .zip(counts.iter().zip(&last_status.1))
-                    .enumerate()
-                    .map(|(index, (backend, (now, last)))| DeviceRate {
-                        name: backend.name(),
-                        hashrate: (now - last) as f64 / seconds,
-                        temperature_c: temperature(index),
-                        paused: counters[index].paused.load(Ordering::Relaxed),
-                    })
-                    .collect();
-                last_status = (Instant::now(), counts);
-                driver.emit(MinerEvent::Status {
-                    url: driver.source.url(),
-                    device: device(),
-                    hashrate: devices.iter().map(|d| d.hashrate).sum(),
-                    devices,
-                    difficulty: driver.source.difficulty(),
-                    stats: driver.stats.clone(),
-                });
-            }
-        }
+        devices.watch_health(&mut driver);
+        reports.publish_board(&mut driver, &devices);
+        reports.status_line(&mut driver, &devices);
     };
-    shared.stop.store(true, Ordering::Relaxed);
-    shared.changed.notify_all();
-    for hasher in hashers {
-        let _ = hasher.join();
-    }
-    let result = result.and_then(|()| driver.drain(&rx));
-    refresh(&mut driver.stats);
+    devices.stop(&shared);
+    let result = result.and_then(|()| driver.drain(&devices.found));
+    devices.refresh(&mut driver.stats);
     let seconds = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     let hashrate = driver.stats.hashes as f64 / seconds.max(1e-9);
     let stats = driver.stats.clone();
     driver.emit(MinerEvent::Summary {
         url: driver.source.url(),
-        device: device(),
+        device: devices.names(),
         seconds,
         hashrate,
         stats: stats.clone(),

@@ -2,6 +2,9 @@
 //! Stratum) and the miner loop.
 
 pub mod api;
+pub mod background;
+pub mod endpoint;
+pub mod failover;
 pub mod gbt;
 pub mod getwork;
 pub mod header;
@@ -12,16 +15,20 @@ pub mod miner;
 pub mod node;
 pub mod rpc;
 pub mod source;
+pub mod stats;
 pub mod status;
 pub mod stratum;
 pub mod target;
 pub mod temperature;
 
-/// Milliseconds from the environment variable `name` (test hooks that shorten timeouts),
-/// else `default`.
-pub(crate) fn duration_from_env(name: &str, default: std::time::Duration) -> std::time::Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(default, std::time::Duration::from_millis)
+/// With the `test-hooks` feature, milliseconds from the environment variable `name` (tests
+/// shorten timeouts this way); otherwise, and when unset, `default`. Release builds never read
+/// the environment here.
+pub(crate) fn test_hook_duration(name: &str, default: std::time::Duration) -> std::time::Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok()) {
+        return std::time::Duration::from_millis(ms);
+    }
+    let _ = name;
+    default
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::failover::{Failover, PRIMARY_RETRY};
 use super::job::{Job, Solution};
 use super::longpoll::{self, LongPollParams, LongPoller};
 use super::rpc::{RpcClient, RpcError};
@@ -18,28 +19,78 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH: Duration = Duration::from_secs(5);
 /// With long polling, still refresh this often (new transactions, a newer time).
 const REFRESH_LONGPOLL: Duration = Duration::from_secs(30);
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// bcoin wakes long polls only while a work attempt exists, and a block clears it: a block
 /// that lands between one long-poll answer and the next request would go unnoticed. Plain
 /// work asked for shortly after each answer (once the next long poll is waiting) re-arms the
 /// node, and shows the new tip at once if a block slipped through.
 const REARM_DELAY: Duration = Duration::from_millis(50);
-/// While on a fallback node, try the first one again this often.
-const PRIMARY_RETRY: Duration = Duration::from_secs(30);
 
 /// Work from a node that cannot be used, or a failed call.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    #[error("{0}")]
-    Bad(String),
+    /// An answer with a missing or malformed field.
+    #[error("the {method} answer's {field} {problem}")]
+    BadAnswer {
+        method: &'static str,
+        field: &'static str,
+        problem: String,
+    },
+    #[error("--address {address} is not an address of the node's network ({chain})")]
+    AddressWrongNetwork { address: String, chain: String },
+    #[error("the node says --address {address} is not valid on its network")]
+    AddressRefused { address: String },
+    /// A solution that this protocol cannot submit (it came from other work).
+    #[error("a {protocol} solution needs {what}")]
+    WrongSolution {
+        protocol: &'static str,
+        what: &'static str,
+    },
+    /// The block built from a solution does not check out (a bug, never sent).
+    #[error("the assembled block {problem}")]
+    BadBlock { problem: String },
 }
 
 impl WorkError {
     fn is_transient(&self) -> bool {
         matches!(self, Self::Rpc(e) if e.is_transient())
+    }
+
+    /// A malformed field in `method`'s answer.
+    pub(crate) fn bad(
+        method: &'static str,
+        field: &'static str,
+        problem: impl Into<String>,
+    ) -> Self {
+        Self::BadAnswer {
+            method,
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Why a node refused a block, as far as the answer says (BIP 22 reason codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockRejection {
+    /// Built on a block that is no longer the tip.
+    Stale,
+    /// Already known.
+    Duplicate,
+    /// Anything else (bad proof of work, a bad merkle root, no reason given).
+    Other,
+}
+
+impl BlockRejection {
+    /// The kind of a `submitblock` reason: a BIP 22 code, which bcoin prefixes with `rejected: `.
+    #[must_use]
+    pub fn from_bip22(reason: &str) -> Self {
+        match reason.strip_prefix("rejected: ").unwrap_or(reason) {
+            "bad-prevblk" | "stale-prevblk" | "stale-work" | "prev-blk-not-found" => Self::Stale,
+            "duplicate" | "duplicate-invalid" | "duplicate-inconclusive" => Self::Duplicate,
+            _ => Self::Other,
+        }
     }
 }
 
@@ -47,7 +98,11 @@ impl WorkError {
 #[derive(Debug, PartialEq, Eq)]
 pub enum SubmitOutcome {
     Accepted,
-    Rejected(String),
+    /// `reason` is for people; `kind` is what the miner acts on.
+    Rejected {
+        reason: String,
+        kind: BlockRejection,
+    },
 }
 
 /// The protocol-specific half of solo mining.
@@ -76,17 +131,12 @@ pub trait SoloProtocol {
 pub struct NodeSource<P> {
     protocol: P,
     nodes: Vec<RpcClient>,
-    current: usize,
+    failover: Failover,
     connected: bool,
     longpoll: Option<LongPoller>,
-    next_attempt: Instant,
-    backoff: Duration,
-    /// Why the last attempt to reach a node failed, so the same reason is logged once.
+    /// Why the last attempt to reach a node failed, so the same reason is reported once.
     last_failure: Option<String>,
-    /// How long to stay on a failover node before trying the first one again.
-    primary_retry: Duration,
     last_fetch: Instant,
-    since_failover: Instant,
     queue: VecDeque<Solution>,
     events: Vec<SourceEvent>,
     /// The previous block hash of the newest work, to tell a new block from a refresh.
@@ -107,16 +157,16 @@ impl<P: SoloProtocol> NodeSource<P> {
         let now = Instant::now();
         Self {
             protocol,
+            failover: Failover::new(
+                nodes.len(),
+                super::test_hook_duration("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
+                now,
+            ),
             nodes,
-            current: 0,
             connected: false,
             longpoll: None,
-            next_attempt: now,
-            backoff: BACKOFF_START,
             last_failure: None,
-            primary_retry: super::duration_from_env("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
             last_fetch: now,
-            since_failover: now,
             queue: VecDeque::new(),
             events: Vec::new(),
             prev: None,
@@ -125,7 +175,7 @@ impl<P: SoloProtocol> NodeSource<P> {
     }
 
     fn client(&self) -> &RpcClient {
-        &self.nodes[self.current]
+        &self.nodes[self.failover.current()]
     }
 
     /// Fetches work from the current node; on success starts the long poll.
@@ -135,7 +185,7 @@ impl<P: SoloProtocol> NodeSource<P> {
             Ok((job, longpoll_header)) => {
                 self.connected = true;
                 self.last_failure = None;
-                self.backoff = BACKOFF_START;
+                self.failover.succeeded();
                 self.last_fetch = Instant::now();
                 self.prev = prev_hash(&job);
                 self.events
@@ -155,33 +205,36 @@ impl<P: SoloProtocol> NodeSource<P> {
                 self.lost(e.to_string());
                 Ok(())
             }
-            Err(e) => Err(SourceError(e.to_string())),
+            Err(e) => Err(self.fatal(e)),
+        }
+    }
+
+    fn fatal(&self, error: WorkError) -> SourceError {
+        SourceError::Node {
+            url: self.client().url(),
+            error,
         }
     }
 
     /// Marks the node down and moves to the next one, retrying after a growing pause.
     fn lost(&mut self, reason: String) {
+        let url = self.client().url();
         if self.connected {
             self.events.push(SourceEvent::Disconnected {
-                url: self.client().url(),
+                url,
                 reason: reason.clone(),
             });
         } else if self.last_failure.as_deref() != Some(reason.as_str()) {
             // Said once per new reason: a node that never answers is named, not retried silently.
-            tracing::warn!(
-                "{reason}; retrying (every {} s at most)",
-                BACKOFF_MAX.as_secs()
-            );
+            self.events.push(SourceEvent::Unreachable {
+                url,
+                reason: reason.clone(),
+            });
         }
         self.last_failure = Some(reason);
         self.connected = false;
         self.longpoll = None;
-        self.current = (self.current + 1) % self.nodes.len();
-        if self.current != 0 {
-            self.since_failover = Instant::now();
-        }
-        self.next_attempt = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.failover.failed(Instant::now());
     }
 
     fn refetch(&mut self, clean: bool) -> Result<(), SourceError> {
@@ -198,7 +251,7 @@ impl<P: SoloProtocol> NodeSource<P> {
                 self.lost(e.to_string());
                 Ok(())
             }
-            Err(e) => Err(SourceError(e.to_string())),
+            Err(e) => Err(self.fatal(e)),
         }
     }
 
@@ -214,10 +267,10 @@ impl<P: SoloProtocol> NodeSource<P> {
                     // The block moved the tip: fresh work now, before the long poll says so.
                     self.refetch(true)?;
                 }
-                Ok(SubmitOutcome::Rejected(reason)) => {
-                    let stale = reason.contains("prev")
-                        || reason.contains("stale")
-                        || reason.contains("duplicate");
+                Ok(SubmitOutcome::Rejected { reason, kind }) => {
+                    // Stale when the node says so, or when the tip has moved since the job.
+                    let stale =
+                        kind != BlockRejection::Other || prev_hash(&solution.job) != self.prev;
                     self.events.push(SourceEvent::Rejected {
                         solution,
                         reason,
@@ -247,18 +300,13 @@ impl<P: SoloProtocol> NodeSource<P> {
 impl<P: SoloProtocol> WorkSource for NodeSource<P> {
     fn poll(&mut self, timeout: Duration) -> Result<Vec<SourceEvent>, SourceError> {
         let deadline = Instant::now() + timeout;
-        if !self.connected && Instant::now() >= self.next_attempt {
+        if !self.connected && self.failover.may_attempt(Instant::now()) {
             self.connect()?;
-        } else if self.connected
-            && self.current != 0
-            && self.since_failover.elapsed() >= self.primary_retry
-        {
+        } else if self.connected && self.failover.primary_due(Instant::now()) {
             // Back to the first node as soon as it answers again.
-            let saved = self.current;
-            self.current = 0;
-            self.since_failover = Instant::now();
-            let client = self.client().clone();
+            let client = self.nodes[0].clone();
             if let Ok((job, header)) = self.protocol.fetch(&client) {
+                self.failover.back_to_primary();
                 self.longpoll = header.map(|h| {
                     LongPoller::spawn(
                         client.clone(),
@@ -270,8 +318,6 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
                 self.events
                     .push(SourceEvent::Connected { url: client.url() });
                 self.events.push(SourceEvent::NewJob { job, clean: true });
-            } else {
-                self.current = saved;
             }
         }
         self.send_queue()?;
@@ -307,22 +353,24 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
                         self.events.push(SourceEvent::NewJob { job, clean: true });
                     }
                     Err(e) if e.is_transient() => self.lost(e.to_string()),
-                    Err(e) => return Err(SourceError(e.to_string())),
+                    Err(e) => return Err(self.fatal(e)),
                 },
                 Some(Err(e)) => {
                     if e.is_transient() {
                         self.lost(e.to_string());
                     } else {
-                        return Err(SourceError(e.to_string()));
+                        return Err(self.fatal(e.into()));
                     }
                 }
                 None => {}
             }
         } else if !self.connected && self.events.is_empty() {
-            let wait = deadline
-                .min(self.next_attempt)
-                .saturating_duration_since(Instant::now());
-            std::thread::sleep(wait);
+            let now = Instant::now();
+            std::thread::sleep(
+                deadline
+                    .saturating_duration_since(now)
+                    .min(self.failover.wait(now)),
+            );
         }
         Ok(std::mem::take(&mut self.events))
     }
@@ -337,5 +385,27 @@ impl<P: SoloProtocol> WorkSource for NodeSource<P> {
 
     fn last_error(&self) -> Option<String> {
         self.last_failure.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bip22_reasons_are_read_exactly_with_or_without_bcoins_prefix() {
+        for (reason, kind) in [
+            ("rejected: bad-prevblk", BlockRejection::Stale),
+            ("stale-prevblk", BlockRejection::Stale),
+            ("rejected: duplicate", BlockRejection::Duplicate),
+            ("duplicate-inconclusive", BlockRejection::Duplicate),
+            ("rejected: high-hash", BlockRejection::Other),
+            ("rejected: bad-txnmrklroot", BlockRejection::Other),
+            // Free text that merely mentions a code is not that code.
+            ("the prevblock was bad-prevblk", BlockRejection::Other),
+            ("", BlockRejection::Other),
+        ] {
+            assert_eq!(BlockRejection::from_bip22(reason), kind, "{reason}");
+        }
     }
 }

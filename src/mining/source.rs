@@ -23,14 +23,34 @@ pub enum SourceEvent {
     Connected { url: String },
     /// Lost the connection; the source retries by itself.
     Disconnected { url: String, reason: String },
+    /// An attempt to connect failed (said once per new reason); the source retries by itself.
+    Unreachable { url: String, reason: String },
     /// The pool changed the share difficulty.
     Difficulty { difficulty: f64 },
 }
 
 /// A fatal problem: bad configuration the user must fix (retrying cannot help).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SourceError(pub String);
+pub enum SourceError {
+    /// A node refused the login or the address, or sent work that cannot be used.
+    #[error("{url}: {error}")]
+    Node {
+        url: String,
+        error: super::node::WorkError,
+    },
+    /// A pool refused the login or the session.
+    #[error("{url}: {error}")]
+    Pool {
+        url: String,
+        error: super::stratum::StratumError,
+    },
+    /// getblocktemplate was chosen (by the node's answers) but no payout address was given.
+    #[error("the node only offers getblocktemplate, which needs --address (where the block reward goes)")]
+    NeedsAddress,
+    /// The thread that talked to the network ended without saying why (a bug).
+    #[error("the network thread stopped")]
+    ThreadGone,
+}
 
 /// A work source driven by the miner loop from one thread.
 pub trait WorkSource {

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
-use super::miner::Stats;
+use super::stats::Stats;
 
 /// The latest [`Snapshot`], shared between the miner loop and the API's threads.
 #[derive(Debug, Default)]

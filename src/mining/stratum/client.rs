@@ -2,7 +2,7 @@
 //! shares, and survive the pool going away (reconnect with backoff, failover, a submit queue
 //! that keeps shares whose job can still be valid).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,26 +13,116 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::messages::{self, Message, Notify};
-use crate::mining::duration_from_env;
+use super::messages::{self, Message, MessageError, Notify};
+use crate::mining::endpoint::{self, Endpoint};
+use crate::mining::failover::{Failover, PRIMARY_RETRY};
 use crate::mining::job::{CoinbaseWork, Job, JobExtra, JobWork, Solution};
 use crate::mining::source::{SourceError, SourceEvent, WorkSource};
+use crate::mining::test_hook_duration;
 
 /// Lines longer than this end the connection: no Stratum message comes near it.
 const MAX_LINE: usize = 64 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-const PRIMARY_RETRY: Duration = Duration::from_secs(30);
+/// How long subscribe, authorize and each share may go unanswered.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a pool may send nothing at all (pools send a job at least every minute or two).
+const IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// The version bits BIP 320 leaves to miners.
 const VERSION_MASK: u32 = 0x1fff_e000;
 
-/// A pool address from a `stratum+tcp://HOST:PORT` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StratumEndpoint {
-    host: String,
-    port: u16,
+/// Why a pool session failed or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StratumError {
+    #[error("cannot resolve the host: {0}")]
+    Resolve(std::io::Error),
+    #[error("the host has no address")]
+    NoAddress,
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("setting up the socket: {0}")]
+    Socket(std::io::Error),
+    #[error("sending {method}: {error}")]
+    Write {
+        method: &'static str,
+        error: std::io::Error,
+    },
+    #[error("reading: {0}")]
+    Read(std::io::Error),
+    #[error("the pool closed the connection")]
+    Closed,
+    #[error("the pool sent nothing for {seconds} s")]
+    Idle { seconds: f64 },
+    #[error("the pool sent a line longer than {0} bytes")]
+    LineTooLong(usize),
+    #[error("no answer to subscribe/authorize within {seconds} s")]
+    HandshakeTimeout { seconds: f64 },
+    #[error("no answer to a share within {seconds} s")]
+    ShareTimeout { seconds: f64 },
+    #[error("the pool refused mining.subscribe: {message} ({code})")]
+    SubscribeRefused { code: i64, message: String },
+    #[error("the pool's answer to mining.subscribe: {0}")]
+    BadSubscribe(MessageError),
+    #[error("the pool's difficulty: {0}")]
+    BadDifficulty(MessageError),
+    #[error("the pool refused worker {user:?}{}", refusal(.code, .message))]
+    Unauthorized {
+        user: String,
+        code: Option<i64>,
+        message: Option<String>,
+    },
+    #[error("the pool asked to reconnect (after {wait_seconds} s)")]
+    Reconnect { wait_seconds: u64 },
+    #[error("the connection's reader stopped")]
+    ReaderStopped,
+    #[error("not connected")]
+    NotConnected,
 }
+
+fn refusal(code: &Option<i64>, message: &Option<String>) -> String {
+    match (code, message) {
+        (Some(code), Some(message)) => format!(": {message} ({code})"),
+        _ => String::new(),
+    }
+}
+
+impl StratumError {
+    /// Errors retrying cannot fix: the user must change the login.
+    #[must_use]
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. })
+    }
+}
+
+/// Why a pool refused a share, from its error code (the codes most pools share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRejection {
+    /// 21: the job is unknown to the pool, which is what it says of jobs a block ended.
+    JobNotFound,
+    /// 22
+    Duplicate,
+    /// 23
+    LowDifficulty,
+    /// 24, 25: the session is not logged in.
+    Unauthorized,
+    Other,
+}
+
+impl ShareRejection {
+    #[must_use]
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            21 => Self::JobNotFound,
+            22 => Self::Duplicate,
+            23 => Self::LowDifficulty,
+            24 | 25 => Self::Unauthorized,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A pool address from a `stratum+tcp://[USER[:PASS]@]HOST:PORT` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StratumEndpoint(Endpoint);
 
 /// A pool with the worker name and password to log in with.
 #[derive(Clone)]
@@ -51,31 +141,31 @@ impl std::fmt::Debug for PoolLogin {
     }
 }
 
-/// A URL that is not `stratum+tcp://HOST:PORT`.
+/// A URL that is not `stratum+tcp://HOST:PORT` (shown with its password masked).
 #[derive(Debug, thiserror::Error)]
-#[error("bad pool URL {0:?}: expected stratum+tcp://HOST:PORT")]
+#[error("bad pool URL {0:?}: expected stratum+tcp://[USER:PASS@]HOST:PORT (IPv6 as [ADDR])")]
 pub struct BadPoolUrl(String);
 
 impl StratumEndpoint {
     /// # Errors
-    /// A URL that is not `stratum+tcp://HOST:PORT`.
+    /// A URL that is not `stratum+tcp://[USER[:PASS]@]HOST:PORT`.
     pub fn parse(url: &str) -> Result<Self, BadPoolUrl> {
-        let bad = || BadPoolUrl(url.to_owned());
-        let rest = url.strip_prefix("stratum+tcp://").ok_or_else(bad)?;
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-        if host.is_empty() || host.contains(['/', '@']) {
-            return Err(bad());
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port: port.parse().map_err(|_| bad())?,
-        })
+        Endpoint::parse(url.trim_end_matches('/'), "stratum+tcp")
+            .filter(|e| e.path() == "/")
+            .map(Self)
+            .ok_or_else(|| BadPoolUrl(endpoint::mask(url)))
     }
 
+    /// The URL without credentials.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("stratum+tcp://{}:{}", self.host, self.port)
+        self.0.url()
+    }
+
+    /// The user and password written in the URL, if any.
+    #[must_use]
+    pub fn login(&self) -> (Option<&str>, Option<&str>) {
+        (self.0.user.as_deref(), self.0.pass.as_deref())
     }
 }
 
@@ -92,7 +182,7 @@ enum Request {
 struct Session {
     endpoint: usize,
     writer: TcpStream,
-    lines: Receiver<Result<Message, String>>,
+    lines: Receiver<FromReader>,
     stop_reader: Arc<AtomicBool>,
     extranonce1: Option<Vec<u8>>,
     extranonce2_size: usize,
@@ -111,27 +201,33 @@ impl Drop for Session {
     }
 }
 
+/// What the reader thread hands over.
+enum FromReader {
+    Message(Message),
+    /// A line that does not parse: counted and skipped, the session goes on.
+    Malformed(MessageError),
+    /// The session is over.
+    End(StratumError),
+}
+
 /// Reads newline-delimited messages with a bounded line length and an idle limit.
 fn read_lines(
     mut stream: TcpStream,
     stop: &AtomicBool,
     idle_limit: Duration,
-    out: &mpsc::Sender<Result<Message, String>>,
+    out: &mpsc::Sender<FromReader>,
 ) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut last_data = Instant::now();
-    if stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .is_err()
-    {
-        let _ = out.send(Err("cannot set a read timeout".into()));
+    if let Err(e) = stream.set_read_timeout(Some(Duration::from_millis(100))) {
+        let _ = out.send(FromReader::End(StratumError::Socket(e)));
         return;
     }
     while !stop.load(Ordering::Relaxed) {
         match stream.read(&mut chunk) {
             Ok(0) => {
-                let _ = out.send(Err("the pool closed the connection".into()));
+                let _ = out.send(FromReader::End(StratumError::Closed));
                 return;
             }
             Ok(n) => {
@@ -144,18 +240,16 @@ fn read_lines(
                     if text.is_empty() {
                         continue;
                     }
-                    let message =
-                        messages::parse_line(text).map_err(|e| format!("malformed line: {e}"));
-                    let malformed = message.is_err();
-                    if out.send(message.map_err(|e| format!("!{e}"))).is_err() {
+                    let item = match messages::parse_line(text) {
+                        Ok(message) => FromReader::Message(message),
+                        Err(e) => FromReader::Malformed(e),
+                    };
+                    if out.send(item).is_err() {
                         return;
-                    }
-                    if malformed {
-                        tracing::warn!("ignoring a malformed line from the pool");
                     }
                 }
                 if buf.len() > MAX_LINE {
-                    let _ = out.send(Err(format!("a line longer than {MAX_LINE} bytes")));
+                    let _ = out.send(FromReader::End(StratumError::LineTooLong(MAX_LINE)));
                     return;
                 }
             }
@@ -168,12 +262,14 @@ fn read_lines(
                 ) =>
             {
                 if last_data.elapsed() >= idle_limit {
-                    let _ = out.send(Err(format!("no data for {} s", idle_limit.as_secs_f64())));
+                    let _ = out.send(FromReader::End(StratumError::Idle {
+                        seconds: idle_limit.as_secs_f64(),
+                    }));
                     return;
                 }
             }
             Err(e) => {
-                let _ = out.send(Err(format!("reading: {e}")));
+                let _ = out.send(FromReader::End(StratumError::Read(e)));
                 return;
             }
         }
@@ -184,11 +280,8 @@ fn read_lines(
 pub struct StratumSource {
     /// Failover order; each pool with its own login.
     pools: Vec<PoolLogin>,
-    current: usize,
+    failover: Failover,
     session: Option<Session>,
-    next_attempt: Instant,
-    backoff: Duration,
-    since_failover: Instant,
     /// Shares found while no session could take them.
     queue: VecDeque<Solution>,
     events: Vec<SourceEvent>,
@@ -200,8 +293,9 @@ pub struct StratumSource {
     /// Set by `client.reconnect`: come back to the same pool after this long.
     reconnect_after: Option<Duration>,
     last_error: Option<String>,
-    /// How long to stay on a failover pool before trying the first one again.
-    primary_retry: Duration,
+    /// Ids of the jobs the pool still considers valid (since the last clean notify): a share
+    /// refused for another job is known to be stale.
+    live_jobs: HashSet<String>,
 }
 
 impl StratumSource {
@@ -209,57 +303,66 @@ impl StratumSource {
     pub fn new(pools: Vec<PoolLogin>) -> Self {
         assert!(!pools.is_empty(), "at least one pool URL");
         Self {
+            failover: Failover::new(
+                pools.len(),
+                test_hook_duration("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
+                Instant::now(),
+            ),
             pools,
-            current: 0,
             session: None,
-            next_attempt: Instant::now(),
-            backoff: BACKOFF_START,
-            since_failover: Instant::now(),
             queue: VecDeque::new(),
             events: Vec::new(),
             next_id: 1,
             difficulty: 1.0,
             // Tests shorten the waits for answers and for any line at all.
-            response_timeout: duration_from_env(
-                "PEERHASH_STRATUM_TIMEOUT_MS",
-                Duration::from_secs(30),
-            ),
-            idle_limit: duration_from_env("PEERHASH_STRATUM_IDLE_MS", Duration::from_secs(300)),
+            response_timeout: test_hook_duration("PEERHASH_STRATUM_TIMEOUT_MS", RESPONSE_TIMEOUT),
+            idle_limit: test_hook_duration("PEERHASH_STRATUM_IDLE_MS", IDLE_LIMIT),
             malformed: 0,
             reconnect_after: None,
             last_error: None,
-            primary_retry: duration_from_env("PEERHASH_PRIMARY_RETRY_MS", PRIMARY_RETRY),
+            live_jobs: HashSet::new(),
         }
     }
 
-    fn send(&mut self, method: &str, params: &Value, request: Request) -> Result<(), String> {
+    fn current(&self) -> usize {
+        self.failover.current()
+    }
+
+    fn send(
+        &mut self,
+        method: &'static str,
+        params: &Value,
+        request: Request,
+    ) -> Result<(), StratumError> {
         let id = self.next_id;
         self.next_id += 1;
-        let session = self.session.as_mut().ok_or("not connected")?;
+        let session = self.session.as_mut().ok_or(StratumError::NotConnected)?;
         let line = messages::request(id, method, params);
         session
             .writer
             .write_all(line.as_bytes())
-            .map_err(|e| format!("writing {method}: {e}"))?;
+            .map_err(|error| StratumError::Write { method, error })?;
         session.requests.insert(id, request);
         Ok(())
     }
 
     /// Opens a session to endpoint `index` and sends subscribe and authorize.
-    fn open(&mut self, index: usize) -> Result<(), String> {
-        let endpoint = &self.pools[index].endpoint;
-        let addr = (endpoint.host.as_str(), endpoint.port)
+    fn open(&mut self, index: usize) -> Result<(), StratumError> {
+        let addr = self.pools[index]
+            .endpoint
+            .0
+            .host_port()
             .to_socket_addrs()
-            .map_err(|e| format!("resolving {}: {e}", endpoint.url()))?
+            .map_err(StratumError::Resolve)?
             .next()
-            .ok_or_else(|| format!("{} has no address", endpoint.url()))?;
+            .ok_or(StratumError::NoAddress)?;
         let stream =
-            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(StratumError::Connect)?;
         let _ = stream.set_nodelay(true);
         stream
             .set_write_timeout(Some(CONNECT_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let reader = stream.try_clone().map_err(|e| e.to_string())?;
+            .map_err(StratumError::Socket)?;
+        let reader = stream.try_clone().map_err(StratumError::Socket)?;
         let (tx, lines) = mpsc::channel();
         let stop_reader = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stop_reader);
@@ -267,7 +370,7 @@ impl StratumSource {
         thread::Builder::new()
             .name("peerhash-stratum".into())
             .spawn(move || read_lines(reader, &stop, idle, &tx))
-            .map_err(|e| e.to_string())?;
+            .map_err(StratumError::Socket)?;
         self.session = Some(Session {
             endpoint: index,
             writer: stream,
@@ -311,7 +414,9 @@ impl StratumSource {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err("no answer to subscribe/authorize in time".into());
+                return Err(StratumError::HandshakeTimeout {
+                    seconds: self.response_timeout.as_secs_f64(),
+                });
             }
             self.receive(left.min(Duration::from_millis(100)))?;
         }
@@ -325,33 +430,45 @@ impl StratumSource {
 
     /// Handles lines that arrive within `timeout` (the first one waited for, the rest taken as
     /// they are). Errors mean the session is dead.
-    fn receive(&mut self, timeout: Duration) -> Result<(), String> {
+    fn receive(&mut self, timeout: Duration) -> Result<(), StratumError> {
         let mut wait = timeout;
         loop {
-            let message = {
-                let session = self.session.as_ref().ok_or("not connected")?;
+            let item = {
+                let session = self.session.as_ref().ok_or(StratumError::NotConnected)?;
                 match session.lines.recv_timeout(wait) {
-                    Ok(message) => message,
+                    Ok(item) => item,
                     Err(RecvTimeoutError::Timeout) => return Ok(()),
-                    Err(RecvTimeoutError::Disconnected) => return Err("reader stopped".into()),
+                    Err(RecvTimeoutError::Disconnected) => return Err(StratumError::ReaderStopped),
                 }
             };
             wait = Duration::ZERO;
-            match message {
-                Ok(message) => self.handle(message)?,
-                Err(e) if e.starts_with('!') => {
+            match item {
+                FromReader::Message(message) => self.handle(message)?,
+                FromReader::Malformed(e) => {
                     self.malformed += 1;
-                    tracing::warn!("{}: {} ({} so far)", self.url(), &e[1..], self.malformed);
+                    tracing::warn!(
+                        "{}: ignoring a malformed line: {e} ({} so far)",
+                        self.url(),
+                        self.malformed
+                    );
                 }
-                Err(e) => return Err(e),
+                FromReader::End(e) => return Err(e),
             }
         }
     }
 
-    fn job_from_notify(&self, notify: Notify) -> Result<Arc<Job>, String> {
-        let session = self.session.as_ref().ok_or("not connected")?;
-        let extranonce1 = session.extranonce1.clone().ok_or("no extranonce1 yet")?;
-        let target = messages::share_target(self.difficulty).map_err(|e| e.to_string())?;
+    fn job_from_notify(&mut self, notify: Notify) -> Result<Arc<Job>, StratumError> {
+        let session = self.session.as_ref().ok_or(StratumError::NotConnected)?;
+        let extranonce1 = session
+            .extranonce1
+            .clone()
+            .ok_or(StratumError::NotConnected)?;
+        let target =
+            messages::share_target(self.difficulty).map_err(StratumError::BadDifficulty)?;
+        if notify.clean {
+            self.live_jobs.clear();
+        }
+        self.live_jobs.insert(notify.job_id.clone());
         Ok(Arc::new(Job {
             id: notify.job_id,
             work: JobWork::Coinbase(CoinbaseWork {
@@ -373,10 +490,10 @@ impl StratumSource {
         }))
     }
 
-    fn handle(&mut self, message: Message) -> Result<(), String> {
+    fn handle(&mut self, message: Message) -> Result<(), StratumError> {
         match message {
             Message::Notify(notify) => {
-                let session = self.session.as_mut().ok_or("not connected")?;
+                let session = self.session.as_mut().ok_or(StratumError::NotConnected)?;
                 if session.extranonce1.is_none() {
                     session.early_notify = Some(notify);
                     return Ok(());
@@ -393,26 +510,24 @@ impl StratumSource {
                 extranonce1,
                 extranonce2_size,
             } => {
-                let session = self.session.as_mut().ok_or("not connected")?;
+                let session = self.session.as_mut().ok_or(StratumError::NotConnected)?;
                 session.extranonce1 = Some(extranonce1);
                 session.extranonce2_size = extranonce2_size;
             }
             Message::Reconnect { wait_seconds } => {
                 // Same pool only: a redirect elsewhere could send shares to anyone.
                 self.reconnect_after = Some(Duration::from_secs(wait_seconds));
-                return Err(format!(
-                    "the pool asked to reconnect (after {wait_seconds} s)"
-                ));
+                return Err(StratumError::Reconnect { wait_seconds });
             }
             Message::SetVersionMask(mask) => {
-                let session = self.session.as_mut().ok_or("not connected")?;
+                let session = self.session.as_mut().ok_or(StratumError::NotConnected)?;
                 if session.version_mask != 0 {
                     session.version_mask = mask & VERSION_MASK;
                 }
             }
             Message::Other(method) => tracing::debug!("ignoring {method}"),
             Message::Response { id, result, error } => {
-                let session = self.session.as_mut().ok_or("not connected")?;
+                let session = self.session.as_mut().ok_or(StratumError::NotConnected)?;
                 match session.requests.remove(&id) {
                     Some(Request::Configure) => {
                         let granted = error.is_none()
@@ -425,11 +540,11 @@ impl StratumSource {
                         session.version_mask = if granted { mask & VERSION_MASK } else { 0 };
                     }
                     Some(Request::Subscribe) => {
-                        if let Some((code, text)) = error {
-                            return Err(format!("subscribe refused: {text} ({code})"));
+                        if let Some((code, message)) = error {
+                            return Err(StratumError::SubscribeRefused { code, message });
                         }
-                        let (extranonce1, size) =
-                            messages::parse_subscribe(&result).map_err(|e| e.to_string())?;
+                        let (extranonce1, size) = messages::parse_subscribe(&result)
+                            .map_err(StratumError::BadSubscribe)?;
                         session.extranonce1 = Some(extranonce1);
                         session.extranonce2_size = size;
                         if let Some(notify) = session.early_notify.take() {
@@ -440,13 +555,12 @@ impl StratumSource {
                     }
                     Some(Request::Authorize) => {
                         if result.as_bool() != Some(true) {
-                            return Err(format!(
-                                "the pool refused worker {:?}{}",
-                                self.pools[session.endpoint].user,
-                                error
-                                    .map(|(c, t)| format!(": {t} ({c})"))
-                                    .unwrap_or_default()
-                            ));
+                            let (code, message) = error.unzip();
+                            return Err(StratumError::Unauthorized {
+                                user: self.pools[session.endpoint].user.clone(),
+                                code,
+                                message,
+                            });
                         }
                         session.authorized = true;
                     }
@@ -454,9 +568,9 @@ impl StratumSource {
                     Some(Request::Submit(solution, _)) => match (result.as_bool(), error) {
                         (Some(true), _) => self.events.push(SourceEvent::Accepted { solution }),
                         (_, Some((code, reason))) => {
-                            let stale = code == 21
-                                || reason.contains("stale")
-                                || reason.contains("not found");
+                            let stale = ShareRejection::from_code(code)
+                                == ShareRejection::JobNotFound
+                                || !self.live_jobs.contains(&solution.job.id);
                             self.events.push(SourceEvent::Rejected {
                                 solution,
                                 reason: format!("{reason} ({code})"),
@@ -476,7 +590,7 @@ impl StratumSource {
     }
 
     /// Sends a share; when that fails the share goes back to the queue.
-    fn submit_now(&mut self, solution: Solution) -> Result<(), String> {
+    fn submit_now(&mut self, solution: Solution) -> Result<(), StratumError> {
         let JobWork::Coinbase(work) = &solution.job.work else {
             self.events.push(SourceEvent::Rejected {
                 solution,
@@ -486,7 +600,7 @@ impl StratumSource {
             return Ok(());
         };
         let mut params = vec![
-            json!(self.pools[self.current].user),
+            json!(self.pools[self.current()].user),
             json!(solution.job.id),
             json!(hex::encode(work.extranonce2(solution.roll))),
             json!(format!("{:08x}", work.time)),
@@ -507,39 +621,40 @@ impl StratumSource {
     }
 
     /// Ends the session; unanswered shares go back to the queue.
-    fn lost(&mut self, reason: &str) {
+    fn lost(&mut self, error: &StratumError) {
+        let url = self.url();
+        let reason = error.to_string();
+        let mut was_up = false;
         if let Some(mut session) = self.session.take() {
             for (_, request) in session.requests.drain() {
                 if let Request::Submit(solution, _) = request {
                     self.queue.push_back(solution);
                 }
             }
-            if session.extranonce1.is_some() {
-                self.events.push(SourceEvent::Disconnected {
-                    url: self.pools[session.endpoint].endpoint.url(),
-                    reason: reason.to_owned(),
-                });
-            }
+            was_up = session.extranonce1.is_some();
         }
-        tracing::debug!("{}: {reason}", self.pools[self.current].endpoint.url());
-        self.last_error = Some(format!(
-            "{}: {reason}",
-            self.pools[self.current].endpoint.url()
-        ));
+        let message = format!("{url}: {reason}");
+        if was_up {
+            self.events.push(SourceEvent::Disconnected {
+                url: url.clone(),
+                reason,
+            });
+        } else if self.last_error.as_deref() != Some(message.as_str()) {
+            // Said once per new reason: a pool that never answers is named, not retried silently.
+            self.events.push(SourceEvent::Unreachable { url, reason });
+        }
+        self.last_error = Some(message);
+        self.live_jobs.clear();
         if let Some(wait) = self.reconnect_after.take() {
-            self.next_attempt = Instant::now() + wait;
+            self.failover.retry_same_after(wait, Instant::now());
             return;
         }
-        self.current = (self.current + 1) % self.pools.len();
-        if self.current != 0 {
-            self.since_failover = Instant::now();
-        }
-        self.next_attempt = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.failover.failed(Instant::now());
     }
 
     fn connected(&mut self) {
-        self.backoff = BACKOFF_START;
+        self.failover.succeeded();
+        self.last_error = None;
         let url = self.url();
         self.events.insert(0, SourceEvent::Connected { url });
         let extranonce1 = self.session.as_ref().and_then(|s| s.extranonce1.clone());
@@ -548,9 +663,9 @@ impl StratumSource {
         while let Some(solution) = pending.next() {
             let same = matches!(&solution.job.work, JobWork::Coinbase(w) if Some(&w.extranonce1) == extranonce1.as_ref());
             if same {
-                if let Err(reason) = self.submit_now(solution) {
+                if let Err(error) = self.submit_now(solution) {
                     self.queue.extend(pending);
-                    self.lost(&reason);
+                    self.lost(&error);
                     return;
                 }
             } else {
@@ -567,37 +682,40 @@ impl StratumSource {
 impl WorkSource for StratumSource {
     fn poll(&mut self, timeout: Duration) -> Result<Vec<SourceEvent>, SourceError> {
         if self.session.is_none() {
-            if Instant::now() >= self.next_attempt {
-                let index = self.current;
+            let now = Instant::now();
+            if self.failover.may_attempt(now) {
+                let index = self.current();
                 match self.open(index) {
                     Ok(()) => self.connected(),
-                    Err(e) if e.starts_with("the pool refused worker") => {
-                        return Err(SourceError(e))
+                    Err(error) if error.is_fatal() => {
+                        return Err(SourceError::Pool {
+                            url: self.url(),
+                            error,
+                        })
                     }
-                    Err(e) => {
+                    Err(error) => {
                         // Events from a half-open session are not worth keeping.
                         self.events
                             .retain(|e| !matches!(e, SourceEvent::NewJob { .. }));
-                        self.lost(&e);
+                        self.lost(&error);
                     }
                 }
             } else {
-                thread::sleep(
-                    timeout.min(self.next_attempt.saturating_duration_since(Instant::now())),
-                );
+                thread::sleep(timeout.min(self.failover.wait(now)));
             }
-        } else if self.current != 0 && self.since_failover.elapsed() >= self.primary_retry {
-            self.since_failover = Instant::now();
+        } else if self.failover.primary_due(Instant::now()) {
             let fallback = self.session.take();
             let events = std::mem::take(&mut self.events);
+            let jobs = std::mem::take(&mut self.live_jobs);
             if self.open(0).is_ok() {
-                self.current = 0;
+                self.failover.back_to_primary();
                 drop(fallback);
                 self.events.splice(0..0, events);
                 self.connected();
             } else {
                 self.session = fallback;
                 self.events = events;
+                self.live_jobs = jobs;
             }
         }
         if self.session.is_some() {
@@ -605,7 +723,9 @@ impl WorkSource for StratumSource {
                 s.requests.values().any(|r| matches!(r, Request::Submit(_, at) if at.elapsed() >= self.response_timeout))
             });
             if stalled {
-                self.lost("no answer to a share in time");
+                self.lost(&StratumError::ShareTimeout {
+                    seconds: self.response_timeout.as_secs_f64(),
+                });
             } else if let Err(e) = self.receive(timeout) {
                 self.lost(&e);
             }
@@ -635,17 +755,21 @@ impl WorkSource for StratumSource {
             });
             return;
         }
-        if let Err(reason) = self.submit_now(solution) {
-            self.lost(&reason);
+        if let Err(error) = self.submit_now(solution) {
+            self.lost(&error);
         }
     }
 
     fn url(&self) -> String {
-        self.pools[self.current].endpoint.url()
+        self.pools[self.current()].endpoint.url()
     }
 
     fn difficulty(&self) -> Option<f64> {
-        Some(self.difficulty)
+        // Before a pool has said anything, there is no difficulty to show.
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.extranonce1.is_some())
+            .then_some(self.difficulty)
     }
 
     fn last_error(&self) -> Option<String> {

@@ -3,4 +3,4 @@
 mod client;
 pub mod messages;
 
-pub use client::{PoolLogin, StratumEndpoint, StratumSource};
+pub use client::{PoolLogin, ShareRejection, StratumEndpoint, StratumError, StratumSource};
