@@ -1,6 +1,7 @@
 //! The `peerhash` command line: one file per subcommand, each a clap struct with `run`.
 
 mod bench;
+mod completions;
 mod config;
 mod create;
 mod devices;
@@ -43,6 +44,8 @@ enum Command {
     Info(info::Info),
     Mine(mine::Mine),
     Config(config::Config),
+    Completions(completions::Completions),
+    Man(completions::Man),
 }
 
 /// `--backend`, shared by every subcommand that hashes.
@@ -128,6 +131,8 @@ pub fn main() -> ExitCode {
         Command::Info(cmd) => cmd.run(),
         Command::Mine(cmd) => cmd.run(),
         Command::Config(cmd) => cmd.run(),
+        Command::Completions(cmd) => cmd.run(),
+        Command::Man(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,
