@@ -1477,3 +1477,97 @@ fn auto_backend_probes_the_drivers_without_noise_on_stderr() {
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }
+
+/// Every subcommand `peerhash --help` lists (the generated scripts and pages must name them).
+fn subcommands() -> Vec<String> {
+    let help = stdout(&run(&["--help"]));
+    let listed: Vec<String> = help
+        .split("Commands:")
+        .nth(1)
+        .expect("--help lists commands")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|name| name != "help")
+        .collect();
+    for expected in ["verify", "find", "mine", "completions", "man"] {
+        assert!(listed.iter().any(|n| n == expected), "{listed:?}");
+    }
+    listed
+}
+
+#[test]
+fn bash_completion_is_valid_bash_and_completes_every_subcommand() {
+    let out = run(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("peerhash.bash");
+    std::fs::write(&path, &script).expect("write script");
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("bash");
+    assert!(check.status.success(), "{}", stderr(&check));
+    // Ask bash itself what `peerhash <TAB>` offers.
+    let probe = format!(
+        "source {}; COMP_WORDS=(peerhash ''); COMP_CWORD=1; COMP_LINE='peerhash '; \
+         COMP_POINT=9; _peerhash peerhash '' peerhash; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        path.display()
+    );
+    let offered = std::process::Command::new("bash")
+        .args(["-c", &probe])
+        .output()
+        .expect("bash");
+    let offered = stdout(&offered);
+    for name in subcommands() {
+        assert!(
+            offered.lines().any(|l| l == name),
+            "{name} not in {offered}"
+        );
+    }
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        assert!(stdout(&out).contains("verify"), "{shell}");
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn man_pages_render_and_name_every_subcommand() {
+    let out = run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH peerhash"), "{page}");
+    for name in subcommands() {
+        assert!(
+            page.contains(&format!("peerhash\\-{name}")) || page.contains(&name),
+            "{name}"
+        );
+    }
+    let mine = stdout(&run(&["man", "mine"]));
+    assert!(mine.contains(".TH peerhash-mine"), "{mine}");
+    assert!(mine.contains("\\-\\-duration"), "{mine}");
+    // man(1) itself reads the page, where it is installed.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("peerhash-mine.1");
+    std::fs::write(&path, &mine).expect("write page");
+    if let Ok(rendered) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&path)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .output()
+    {
+        let text = stdout(&rendered);
+        assert!(rendered.status.success(), "{}", stderr(&rendered));
+        assert!(text.contains("--duration"), "{text}");
+    }
+    let bad = run(&["man", "nosuch"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("no subcommand \"nosuch\""));
+}

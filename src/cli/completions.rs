@@ -41,24 +41,22 @@ pub struct Man {
 impl Man {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let command = super::Cli::command();
-        let page = match &self.subcommand {
-            None => command,
+        let (page, title) = match &self.subcommand {
+            None => (command, "peerhash".to_owned()),
             Some(name) => {
                 let names: Vec<String> = command
                     .get_subcommands()
                     .map(|c| c.get_name().to_owned())
                     .collect();
-                command
-                    .find_subcommand(name)
-                    .cloned()
-                    .with_context(|| {
-                        format!("no subcommand {name:?}; one of: {}", names.join(", "))
-                    })?
-                    .name(format!("peerhash-{name}"))
+                let page = command.find_subcommand(name).cloned().with_context(|| {
+                    format!("no subcommand {name:?}; one of: {}", names.join(", "))
+                })?;
+                (page, format!("peerhash-{name}"))
             }
         };
         let mut out = Vec::new();
         clap_mangen::Man::new(page)
+            .title(title)
             .render(&mut out)
             .context("rendering the manual page")?;
         write_stdout(&out)?;
