@@ -1708,3 +1708,152 @@ fn ipv6_literal_urls_reach_the_node_and_the_pool() {
     assert_eq!(summary(&all)["accepted"], 2, "{all:?}");
     assert!(pool.accepted() >= 2);
 }
+
+/// The number after `label ` on a screen (`accepted 12`), if shown.
+fn count_on(screen: &str, label: &str) -> Option<u64> {
+    let rest = &screen[screen.find(&format!("{label} "))? + label.len() + 1..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `CSI ? 1049 h/l`: the alternate screen, entered and left.
+const ENTER_ALTERNATE: &[u8] = b"\x1b[?1049h";
+const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn the_live_view_shows_devices_and_the_pools_share_count_and_q_stops_cleanly() {
+    require_harness();
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = pool.url();
+    let mut term = util::pty::Pty::spawn(
+        env!("CARGO_BIN_EXE_peerhash"),
+        &[
+            "mine",
+            "--url",
+            &url,
+            "--backend",
+            "cpu",
+            "--duration",
+            "300",
+        ],
+    );
+    let mut live = String::new();
+    wait_for(
+        Duration::from_secs(60),
+        "the live view to show shares",
+        || {
+            let screen = term.screen();
+            live = screen.contents();
+            screen.alternate_screen() && count_on(&live, "accepted").is_some_and(|n| n >= 3)
+        },
+    );
+    assert!(live.contains(&format!("{url}  connected")), "{live}");
+    assert!(live.contains("difficulty 0.0001"), "{live}");
+    // The device line: index, name, a rate, hashes, no hardware errors, no temperature yet.
+    let device = live
+        .lines()
+        .find(|l| l.starts_with("│0 "))
+        .unwrap_or_else(|| panic!("no device line in\n{live}"));
+    let cells: Vec<&str> = device.trim_matches('│').split_whitespace().collect();
+    assert!(cells.iter().any(|c| c.ends_with("H/s")), "{device}");
+    assert_eq!(cells[cells.len() - 3..], ["0", "0", "-"], "{device}");
+    assert!(
+        live.contains("accepted share (job "),
+        "the event list: {live}"
+    );
+
+    term.send(b"q");
+    assert_eq!(term.wait(Duration::from_secs(30)), 0, "exit code after q");
+    let output = term.output();
+    assert!(find(&output, ENTER_ALTERNATE).is_some());
+    let left = find(&output, LEAVE_ALTERNATE).expect("the alternate screen was left");
+    // The view's last frame holds the final count, which the pool's log confirms.
+    let last_frame = util::pty::screen_of(&output[..left]).contents();
+    assert!(
+        last_frame.contains("peerhash mine: stopped"),
+        "{last_frame}"
+    );
+    let accepted = count_on(&last_frame, "accepted").expect("a share count");
+    let accepted_usize = usize::try_from(accepted).expect("small");
+    wait_for(Duration::from_secs(5), "the pool's share log", || {
+        pool.accepted() >= accepted_usize
+    });
+    assert_eq!(pool.accepted(), accepted_usize, "{last_frame}");
+    assert_eq!(count_on(&last_frame, "rejected"), Some(0), "{last_frame}");
+    // The terminal is back: main screen, cursor shown, cooked mode, the summary printed there.
+    let after = term.screen();
+    assert!(!after.alternate_screen());
+    assert!(!after.hide_cursor());
+    assert!(term.modes_restored(), "raw mode left on");
+    let text = after.contents();
+    assert!(
+        text.contains(&format!("{accepted} accepted (0 blocks), 0 rejected")),
+        "{text}"
+    );
+}
+
+#[test]
+fn mine_prints_lines_when_piped_or_told_to_on_a_terminal() {
+    require_harness();
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = pool.url();
+    let args = ["mine", "--url", &url, "--backend", "cpu", "--shares", "2"];
+    // Lines as they always were: each one of the known kinds, no escape codes.
+    let kinds = [
+        "connected to ",
+        "difficulty ",
+        "new job ",
+        "accepted share ",
+        "stale ",
+        "cpu",
+    ];
+    let check_lines = |text: &str, how: &str| {
+        assert!(!text.contains('\x1b'), "{how}: escape codes in {text:?}");
+        assert!(
+            text.contains(&format!("connected to {url}")),
+            "{how}: {text}"
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("accepted share "))
+                .count(),
+            2,
+            "{how}: {text}"
+        );
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            assert!(
+                kinds.iter().any(|k| line.starts_with(k)) || line.contains(" MH/s on "),
+                "{how}: unexpected line {line:?}"
+            );
+        }
+    };
+    let piped = util::run(&args);
+    assert!(piped.status.success(), "{}", util::stderr(&piped));
+    check_lines(&util::stdout(&piped), "piped");
+
+    let mut no_tui = args.to_vec();
+    no_tui.push("--no-tui");
+    let mut term = util::pty::Pty::spawn(env!("CARGO_BIN_EXE_peerhash"), &no_tui);
+    assert_eq!(term.wait(Duration::from_secs(60)), 0);
+    let text = String::from_utf8_lossy(&term.output()).replace("\r\n", "\n");
+    check_lines(&text, "--no-tui on a terminal");
+
+    let mut json = args.to_vec();
+    json.push("--json");
+    let mut term = util::pty::Pty::spawn(env!("CARGO_BIN_EXE_peerhash"), &json);
+    assert_eq!(term.wait(Duration::from_secs(60)), 0);
+    let text = String::from_utf8_lossy(&term.output()).replace("\r\n", "\n");
+    assert!(!text.contains('\x1b'), "{text:?}");
+    let events: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(summary(&events)["accepted"], 2);
+}

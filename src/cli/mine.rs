@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::config::{self, ConfigFile};
+use super::tui::LiveView;
 use crate::hash::{
     open_backend, open_watched_devices, BackendChoice, BackendKind, NonceSearcher, Watchdog,
     WatchdogConfig, WorkKind, DEFAULT_DISPATCH, MAX_INTENSITY, MIN_INTENSITY,
@@ -140,6 +141,9 @@ pub struct Mine {
     /// Print one JSON event per line instead of text.
     #[arg(long)]
     json: bool,
+    /// Print text lines on a terminal too, instead of the live view.
+    #[arg(long)]
+    no_tui: bool,
     /// Test hook: submit one solution that misses the target, to check it is rejected.
     #[arg(long, hide = true)]
     test_submit_bad_share: bool,
@@ -485,12 +489,30 @@ impl Mine {
         // exits at once.
         ctrlc::set_handler(|| {
             if INTERRUPTED.swap(true, Ordering::Relaxed) {
+                super::tui::restore_terminal();
                 std::process::exit(130);
             }
         })
         .context("installing the Ctrl-C/SIGTERM handler")?;
+        let live = !self.json && !self.no_tui && LiveView::possible();
+        let board = (settings.api.is_some() || live).then(|| Arc::new(StatusBoard::new()));
+        config.board.clone_from(&board);
+        let view = match &board {
+            Some(board) if live => Some(LiveView::start(Arc::clone(board), &INTERRUPTED)?),
+            _ => None,
+        };
+        // The live view ends before the summary, which is printed below it on the terminal.
+        let mut summary = None;
         let json = self.json;
-        let print = move |event: &Timed| {
+        let mut print = |event: &Timed| {
+            if let Some(view) = &view {
+                if matches!(event.event, MinerEvent::Summary { .. }) {
+                    summary = Some(event.clone());
+                }
+                if view.show(event) {
+                    return;
+                }
+            }
             if json {
                 if let Err(e) = super::print_json(event) {
                     tracing::debug!("printing an event: {e}");
@@ -499,17 +521,15 @@ impl Mine {
                 print_text(event);
             }
         };
-        let _api = match settings.api {
-            Some(addr) => {
-                let board = Arc::new(StatusBoard::new());
-                let api = StatusApi::start(addr, Arc::clone(&board))?;
-                config.board = Some(board);
+        let _api = match (settings.api, &board) {
+            (Some(addr), Some(board)) => {
+                let api = StatusApi::start(addr, Arc::clone(board))?;
                 print(&Timed::now(MinerEvent::Api {
                     url: format!("http://{}", api.addr()),
                 }));
                 Some(api)
             }
-            None => None,
+            _ => None,
         };
         let searchers: Vec<Arc<dyn NonceSearcher>> = backends
             .into_iter()
@@ -529,7 +549,12 @@ impl Mine {
             |event| {
                 print(&event);
             },
-        )?;
+        );
+        drop(view);
+        if let Some(summary) = summary {
+            print_text(&summary);
+        }
+        let stats = stats?;
         tracing::debug!("mined: {stats:?}");
         Ok(ExitCode::SUCCESS)
     }

@@ -14,6 +14,7 @@ mod progress;
 mod scan;
 mod selftest;
 mod size;
+mod tui;
 mod verify;
 
 use std::io::Write;
@@ -103,7 +104,8 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("PEERHASH_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal=off")),
         )
-        .with_writer(std::io::stderr)
+        // Into the live view's event list while `mine` shows it, else stderr.
+        .with_writer(tui::LogWriter)
         // Colour codes only for a terminal, never in a log file or a pipe.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 pub mod bencode;
 pub mod payload;
+pub mod pty;
 
 /// The built `peerhash` binary, with Mesa quiet.
 pub fn peerhash(args: &[&str]) -> Command {
