@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::bulk::{BulkItem, BulkJob, BulkReport, BulkResult};
@@ -133,16 +133,34 @@ type Work<T> = Arc<dyn Fn(&dyn Backend) -> Result<T, HashError> + Send + Sync>;
 /// One opened device and the worker thread its calls run on.
 struct Instance {
     device: Arc<dyn Backend>,
-    calls: Sender<Call>,
+    /// `None` only while the instance is dropped.
+    calls: Option<Sender<Call>>,
+    worker: Option<JoinHandle<()>>,
     /// Has answered a call: its kernel is compiled, so no warm-up time any more.
     warm: AtomicBool,
+    /// A call of its stalled: its worker may never return, so nobody waits for it.
+    abandoned: AtomicBool,
+}
+
+/// An instance that is not abandoned waits for its worker to end, so that the device is
+/// released before the caller goes on. Without it the worker may still be destroying its
+/// device while the process exits and the driver's exit handlers run, which crashed lavapipe.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        drop(self.calls.take());
+        if let Some(worker) = self.worker.take() {
+            if !self.abandoned.load(Ordering::Relaxed) {
+                let _ = worker.join();
+            }
+        }
+    }
 }
 
 impl Instance {
     fn start(device: Arc<dyn Backend>) -> Result<Arc<Self>, HashError> {
         let (calls, inbox) = mpsc::channel::<Call>();
         let worker = Arc::clone(&device);
-        thread::Builder::new()
+        let worker = thread::Builder::new()
             .name("peerhash-watchdog".into())
             .spawn(move || {
                 // Ends when the watchdog drops the sender: replaced, or the device is gone.
@@ -153,8 +171,10 @@ impl Instance {
             .map_err(HashError::Io)?;
         Ok(Arc::new(Self {
             device,
-            calls,
+            calls: Some(calls),
+            worker: Some(worker),
             warm: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
         }))
     }
 }
@@ -225,7 +245,8 @@ impl Watched {
             };
             let (answer, answered) = mpsc::sync_channel(1);
             let job = Arc::clone(&work);
-            let sent = instance.calls.send(Box::new(move |device: &dyn Backend| {
+            let calls = instance.calls.as_ref().expect("set until dropped");
+            let sent = calls.send(Box::new(move |device: &dyn Backend| {
                 let _ = answer.send(job(device));
             }));
             let reason = match sent.map(|()| answered.recv_timeout(limit)) {
@@ -236,6 +257,7 @@ impl Watched {
                 Ok(Ok(Err(e))) if !e.is_device_failure() => return Err(e),
                 Ok(Ok(Err(e))) => e.to_string(),
                 Ok(Err(RecvTimeoutError::Timeout)) => {
+                    instance.abandoned.store(true, Ordering::Relaxed);
                     format!("a {what} call did not return within {limit:?}")
                 }
                 Ok(Err(RecvTimeoutError::Disconnected)) | Err(_) => {
