@@ -7,6 +7,7 @@ pub mod bencode;
 pub mod node;
 pub mod payload;
 pub mod pty;
+pub mod sv2;
 
 /// The built `peerhash` binary, with Mesa quiet.
 pub fn peerhash(args: &[&str]) -> Command {
