@@ -24,7 +24,7 @@ use base64::Engine;
 use bitcoin::block::{Header, Version};
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::hashes::{sha256d, Hash};
-use bitcoin::{Block, BlockHash, CompactTarget, Transaction, TxMerkleNode, TxOut, Txid};
+use bitcoin::{Block, BlockHash, CompactTarget, Transaction, TxMerkleNode, TxOut};
 use serde_json::{json, Value};
 use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 use stratum_apps::network_helpers::accept_noise_connection;
@@ -39,6 +39,11 @@ use stratum_apps::utils::types::OutboundFrame;
 use tokio::net::TcpListener;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The SRI crates' errors implement Debug only.
+fn sv2<E: std::fmt::Debug>(e: E) -> BoxError {
+    format!("{e:?}").into()
+}
 
 const EXAMPLE_PUBLIC_KEY: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
 const EXAMPLE_SECRET_KEY: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
@@ -128,7 +133,7 @@ struct Template {
 }
 
 fn hex_decode(s: &str) -> Result<Vec<u8>, BoxError> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd-length hex".into());
     }
     (0..s.len())
@@ -240,7 +245,7 @@ impl Template {
     }
 
     fn block(&self, solution: &SubmitSolution) -> Result<Block, BoxError> {
-        let coinbase: Transaction = deserialize(solution.coinbase_tx.inner_as_ref())?;
+        let coinbase: Transaction = deserialize(solution.coinbase_tx.as_bytes())?;
         let mut txdata = vec![coinbase];
         txdata.extend(self.txs.iter().cloned());
         let hashes = txdata.iter().map(|t| t.compute_txid().to_raw_hash());
@@ -260,7 +265,7 @@ impl Template {
 }
 
 fn frame(message: AnyMessage<'_>) -> Result<OutboundFrame, BoxError> {
-    Ok(OutboundFrame::from_message(message.into_owned())?)
+    OutboundFrame::from_message(message.into_owned()).map_err(sv2)
 }
 
 async fn send_template(writer: &mut NoiseTcpWriteHalf, t: &Template) -> Result<(), BoxError> {
@@ -273,19 +278,20 @@ async fn send_template(writer: &mut NoiseTcpWriteHalf, t: &Template) -> Result<(
         future_template: true,
         version: t.version,
         coinbase_tx_version: 2,
-        coinbase_prefix: B0255::try_from(prefix.as_slice())?,
+        coinbase_prefix: B0255::try_from(prefix.as_slice()).map_err(sv2)?,
         coinbase_tx_input_sequence: 0xffff_ffff,
         coinbase_tx_value_remaining: t.coinbase_value,
         coinbase_tx_outputs_count: outputs_count,
-        coinbase_tx_outputs: B064K::try_from(outputs.as_slice())?,
+        coinbase_tx_outputs: B064K::try_from(outputs.as_slice()).map_err(sv2)?,
         coinbase_tx_locktime: 0,
-        merkle_path: Seq0255::new(path_u256)?,
+        merkle_path: Seq0255::new(path_u256).map_err(sv2)?,
     };
     writer
         .write_frame(frame(AnyMessage::TemplateDistribution(
             TemplateDistribution::NewTemplate(new_template),
         ))?)
-        .await?;
+        .await
+        .map_err(sv2)?;
     let prev = t.prev_hash.to_byte_array();
     let set_prev = SetNewPrevHash {
         template_id: t.id,
@@ -298,7 +304,8 @@ async fn send_template(writer: &mut NoiseTcpWriteHalf, t: &Template) -> Result<(
         .write_frame(frame(AnyMessage::TemplateDistribution(
             TemplateDistribution::SetNewPrevHash(set_prev),
         ))?)
-        .await?;
+        .await
+        .map_err(sv2)?;
     println!(
         "{}",
         json!({"event": "template", "id": t.id, "height": t.height, "txs": t.txs.len(),
@@ -319,7 +326,7 @@ async fn get_template(rpc: &Rpc, id: u64) -> Result<Template, BoxError> {
 async fn submit(rpc: &Rpc, block: &Block) -> Result<Value, BoxError> {
     let rpc = rpc.clone();
     let hex = hex_encode(&serialize(block));
-    Ok(tokio::task::spawn_blocking(move || rpc.call("submitblock", json!([hex]))).await??)
+    tokio::task::spawn_blocking(move || rpc.call("submitblock", json!([hex]))).await?
 }
 
 async fn serve(
@@ -334,19 +341,19 @@ async fn serve(
     loop {
         tokio::select! {
             read = reader.read_frame() => {
-                let mut f = read?;
+                let mut f = read.map_err(sv2)?;
                 let header = f.header();
                 let msg_type = header.msg_type();
                 match msg_type {
                     MSG_SETUP_CONNECTION => {
                         // Parse it to fail loudly on garbage; any version 2 request is fine.
-                        let _ = CommonMessages::try_from((msg_type, f.payload()))?;
+                        let _ = CommonMessages::try_from((msg_type, f.payload())).map_err(sv2)?;
                         let ok = SetupConnectionSuccess { used_version: 2, flags: 0 };
                         writer
                             .write_frame(frame(AnyMessage::Common(
                                 CommonMessages::SetupConnectionSuccess(ok),
                             ))?)
-                            .await?;
+                            .await.map_err(sv2)?;
                     }
                     MSG_COINBASE_OUTPUT_CONSTRAINTS => {
                         sending = true;
@@ -356,7 +363,7 @@ async fn serve(
                         templates.push_back(t);
                     }
                     MSG_SUBMIT_SOLUTION => {
-                        let message = TemplateDistribution::try_from((msg_type, f.payload()))?;
+                        let message = TemplateDistribution::try_from((msg_type, f.payload())).map_err(sv2)?;
                         let TemplateDistribution::SubmitSolution(solution) = message else {
                             return Err("SubmitSolution did not parse as one".into());
                         };
