@@ -38,7 +38,7 @@ pub struct Sv2Pool {
 
 impl Sv2Pool {
     /// Starts the bridge against `node`, then pool_sv2, and waits (bounded) until the pool's
-    /// miner port accepts TCP (it opens it only once it has a template and a prev hash).
+    /// miner port accepts TCP and its log says it holds a template and a prev hash.
     pub fn start(node: &Node) -> Self {
         assert!(
             pool_binary().is_file(),
@@ -111,7 +111,10 @@ impl Sv2Pool {
         let port = self.port;
         let start = std::time::Instant::now();
         wait_for(Duration::from_secs(60), "pool_sv2's miner port", || {
-            let up = TcpStream::connect(("127.0.0.1", port)).is_ok();
+            // The pool binds its miner port first and serves it once it holds a template
+            // and a prev hash, which it logs.
+            let up = self.log().contains("Required template data received")
+                && TcpStream::connect(("127.0.0.1", port)).is_ok();
             assert!(
                 up || start.elapsed() < Duration::from_secs(59),
                 "pool log:\n{}\nbridge log:\n{}",
