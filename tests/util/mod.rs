@@ -4,8 +4,10 @@
 use std::process::{Command, Output};
 
 pub mod bencode;
+pub mod node;
 pub mod payload;
 pub mod pty;
+pub mod sv2;
 
 /// The built `peerhash` binary, with Mesa quiet.
 pub fn peerhash(args: &[&str]) -> Command {
