@@ -14,23 +14,17 @@ use std::time::{Duration, Instant};
 mod util;
 
 use util::node::{
-    free_port, harness_dir, require_harness, temp_dir, wait_for, Node, Process, ADDRESS,
-    ADDRESS_P2WSH, API_KEY,
+    free_port, harness_dir, require_harness, temp_dir, wait_for, wait_for_or_show, Node, Process,
+    ADDRESS, ADDRESS_P2WSH, API_KEY,
 };
 
 use serde_json::{json, Value};
 
 /// Like [`wait_for`], showing what the miner said when it times out.
-fn wait_for_miner(miner: &Miner, limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}; miner events: {:?}",
-            miner.events()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for_miner(miner: &Miner, limit: Duration, what: &str, ready: impl FnMut() -> bool) {
+    wait_for_or_show(limit, what, ready, || {
+        format!("miner events: {:?}", miner.events())
+    });
 }
 
 /// stratum-pool-sha256 through run-pool.js, logging one JSON line per share.

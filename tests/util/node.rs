@@ -21,7 +21,6 @@ pub fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness")
 }
 
-/// The npm harness is there, or (outside CI) the test is skipped with a message.
 /// The live tests need the npm harness; they fail without it (never skip): `scripts/test`
 /// installs it.
 pub fn require_harness() {
@@ -51,12 +50,23 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// Waits up to `limit` for `ready`, checking every 100 ms.
-pub fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+pub fn wait_for(limit: Duration, what: &str, ready: impl FnMut() -> bool) {
+    wait_for_or_show(limit, what, ready, String::new);
+}
+
+/// [`wait_for`], and on a timeout the failure shows `context()` (logs, events).
+pub fn wait_for_or_show(
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
     let start = Instant::now();
     while !ready() {
         assert!(
             start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}\n{}",
+            context()
         );
         thread::sleep(Duration::from_millis(100));
     }

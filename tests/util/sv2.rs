@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::node::{free_port, harness_dir, temp_dir, wait_for, Node, Process, API_KEY};
+use super::node::{
+    free_port, harness_dir, temp_dir, wait_for, wait_for_or_show, Node, Process, API_KEY,
+};
 
 /// SRI's example authority key pair (base58check); loads in pool_sv2 0.7.0.
 pub const AUTHORITY_PUBLIC_KEY: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
@@ -109,20 +111,23 @@ impl Sv2Pool {
         self.runs += 1;
         self.pool = Some(process);
         let port = self.port;
-        let start = std::time::Instant::now();
-        wait_for(Duration::from_secs(60), "pool_sv2's miner port", || {
-            // The pool binds its miner port first and serves it once it holds a template
-            // and a prev hash, which it logs.
-            let up = self.log().contains("Required template data received")
-                && TcpStream::connect(("127.0.0.1", port)).is_ok();
-            assert!(
-                up || start.elapsed() < Duration::from_secs(59),
-                "pool log:\n{}\nbridge log:\n{}",
-                self.log(),
-                self.bridge.log()
-            );
-            up
-        });
+        // The pool binds its miner port first and serves it once it holds a template and a
+        // prev hash, which it logs.
+        wait_for_or_show(
+            Duration::from_secs(60),
+            "pool_sv2's miner port",
+            || {
+                self.log().contains("Required template data received")
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+            || {
+                format!(
+                    "pool log:\n{}\nbridge log:\n{}",
+                    self.log(),
+                    self.bridge.log()
+                )
+            },
+        );
     }
 
     /// `stratum2+tcp://127.0.0.1:PORT/AUTHORITY_PUBLIC_KEY`.
