@@ -825,6 +825,79 @@ fn mine_api_flag_rejects_a_bad_address() {
     assert!(stderr(&output).contains("--api"), "{}", stderr(&output));
 }
 
+#[test]
+fn mine_cgminer_api_takes_a_port_an_address_or_a_config_key_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rig.toml");
+    std::fs::write(
+        &path,
+        "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n[api]\ncgminer = 4028\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    assert_eq!(
+        show_config(&["--config", path])["api_cgminer"],
+        "127.0.0.1:4028"
+    );
+    assert_eq!(
+        show_config(&["--config", path, "--api-cgminer", "0.0.0.0:4029"])["api_cgminer"],
+        "0.0.0.0:4029"
+    );
+    let output = run(&[
+        "mine",
+        "--url",
+        "stratum+tcp://127.0.0.1:3333",
+        "--api-cgminer",
+        "port-4028",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--api-cgminer"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\n[api]\ncgminer = \"nowhere\"\n",
+    )
+    .unwrap();
+    let output = run(&[
+        "mine",
+        "--show-config",
+        "--config",
+        dir.path().join("bad.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("api.cgminer"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn mine_cgminer_api_on_a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = taken.local_addr().expect("an address").port().to_string();
+    let output = run(&[
+        "mine",
+        "--url",
+        "stratum+tcp://127.0.0.1:3333",
+        "--backend",
+        "cpu",
+        "--duration",
+        "5",
+        "--api-cgminer",
+        &port,
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("cgminer API: cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// `peerhash` with `XDG_CONFIG_HOME` pointing at `config_home`.
 fn run_with_config_home(config_home: &std::path::Path, args: &[&str]) -> std::process::Output {
     util::peerhash(args)
@@ -859,6 +932,7 @@ fn config_example_is_a_working_config_file() {
     assert_eq!(settings["intensity"], Value::Null);
     assert_eq!(settings["status_every"], 10.0);
     assert_eq!(settings["api"], "127.0.0.1:4048");
+    assert_eq!(settings["api_cgminer"], Value::Null, "off unless asked for");
     let pools = settings["pools"].as_array().expect("pools");
     assert_eq!(pools.len(), 2);
     assert_eq!(pools[0]["url"], "stratum+tcp://pool.example.com:3333");

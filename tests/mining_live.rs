@@ -1672,3 +1672,188 @@ fn mine_prints_lines_when_piped_or_told_to_on_a_terminal() {
         .collect();
     assert_eq!(summary(&events)["accepted"], 2);
 }
+
+/// Reads the miner's cgminer API with pyasic (its `CGMinerRPCAPI`, as dashboards built on it
+/// do) and prints what it got as one JSON object.
+const PYASIC_READ: &str = r#"
+import asyncio, json, sys
+from pyasic.rpc.cgminer import CGMinerRPCAPI
+
+async def main(port):
+    api = CGMinerRPCAPI("127.0.0.1", port=port)
+    out = {
+        "version": await api.version(),
+        "summary": await api.summary(),
+        "devs": await api.devs(),
+        "pools": await api.pools(),
+        "stats": await api.stats(),
+        "config": await api.config(),
+        "joined": await api.multicommand("summary", "devs"),
+        "quit": await api.send_command("quit", ignore_errors=True, allow_warning=False),
+    }
+    out["after_quit"] = await api.summary()
+    print(json.dumps(out))
+
+asyncio.run(main(int(sys.argv[1])))
+"#;
+
+#[test]
+fn pyasic_reads_the_cgminer_api_during_a_live_run_and_it_agrees_with_the_status_api() {
+    require_harness();
+    let python = harness_dir().join("venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/test (it installs pyasic)",
+        python.display()
+    );
+    let node = Node::start();
+    let pool = Pool::start(&node);
+    let url = pool.url();
+    // A second pool that is down, with a password in its URL: listed, never revealed.
+    let dead = free_port();
+    let dead_url = format!("stratum+tcp://bob:url-secret@127.0.0.1:{dead}");
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--url",
+            &dead_url,
+            "--user",
+            "tester",
+            "--pass",
+            "secret-pass",
+            "--backend",
+            "cpu",
+            "--api",
+            "0",
+            "--api-cgminer",
+            "0",
+            "--duration",
+            "120",
+        ],
+        &[],
+    );
+    wait_for_miner(&miner, Duration::from_secs(30), "accepted shares", || {
+        miner.count("accepted") >= 3
+    });
+    let find = |kind: &str, field: &str| {
+        miner
+            .events()
+            .iter()
+            .find(|e| e["event"] == kind)
+            .and_then(|e| e[field].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("a {kind} event"))
+    };
+    let api = find("api", "url");
+    let cgminer = find("cgminer_api", "addr");
+    let port = cgminer
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .expect("HOST:PORT");
+    let board = |what: &str| -> Value {
+        let answer = util::http("GET", &format!("{api}/summary"));
+        assert_eq!(answer.status, 200, "{what}");
+        serde_json::from_str(&answer.body).expect("JSON")
+    };
+    wait_for(Duration::from_secs(10), "the board to show shares", || {
+        board("first")["shares"]["accepted"].as_u64().unwrap_or(0) >= 1
+    });
+
+    let before = board("before");
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(PYASIC_READ)
+        .arg(port.to_string())
+        .output()
+        .expect("running pyasic");
+    let after = board("after");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "pyasic failed: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Value = serde_json::from_str(&text).expect("pyasic's JSON");
+    for secret in ["secret-pass", "url-secret", "bob"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+
+    // Counts agree with the status API read just before and just after.
+    let accepted = |v: &Value| v.as_u64().expect("a count");
+    let cg = &read["summary"]["SUMMARY"][0];
+    assert_eq!(read["summary"]["STATUS"][0]["Code"], 11);
+    assert!(
+        accepted(&before["shares"]["accepted"]) <= accepted(&cg["Accepted"])
+            && accepted(&cg["Accepted"]) <= accepted(&after["shares"]["accepted"]),
+        "{before}\n{cg}\n{after}"
+    );
+    assert!(accepted(&cg["Accepted"]) >= 1, "{cg}");
+    assert_eq!(cg["Hardware Errors"], 0);
+    assert!(accepted(&cg["Getworks"]) >= 1, "{cg}");
+    let mhs = cg["MHS av"].as_f64().expect("MHS av");
+    let board_mhs = after["hashrate_average"].as_f64().expect("a rate") / 1e6;
+    assert!(
+        mhs > 0.0 && mhs > board_mhs * 0.5 && mhs < board_mhs * 2.0,
+        "MHS av {mhs} vs /summary {board_mhs}"
+    );
+    // Difficulty accepted: each share was worth the pool's difficulty, 0.0001.
+    let difficulty = cg["Difficulty Accepted"].as_f64().expect("a sum");
+    let expected = accepted(&cg["Accepted"]) as f64 * 0.0001;
+    assert!(
+        (difficulty - expected).abs() < expected * 0.01,
+        "{difficulty} vs {expected}"
+    );
+    assert!(cg["Last getwork"].as_u64().is_some_and(|t| t > 0));
+
+    let devs = read["devs"]["DEVS"].as_array().expect("DEVS");
+    assert_eq!(read["devs"]["STATUS"][0]["Code"], 9);
+    assert_eq!(devs.len(), 1, "{devs:?}");
+    assert_eq!(devs[0]["CPU"], 0);
+    assert_eq!(devs[0]["Status"], "Alive");
+    assert!(devs[0]["MHS 5s"].as_f64().is_some_and(|r| r > 0.0));
+    assert!(devs[0]["Last Share Time"]
+        .as_u64()
+        .is_some_and(|t| (t as f64 - unix_now()).abs() < 120.0));
+
+    // One request, one snapshot: the devices' shares add up to the summary's.
+    let joined = &read["joined"];
+    let joined_summary = &joined["summary"][0]["SUMMARY"][0];
+    let joined_devs: u64 = joined["devs"][0]["DEVS"]
+        .as_array()
+        .expect("DEVS")
+        .iter()
+        .map(|d| accepted(&d["Accepted"]))
+        .sum();
+    assert_eq!(
+        joined_devs,
+        accepted(&joined_summary["Accepted"]),
+        "{joined}"
+    );
+
+    let pools = read["pools"]["POOLS"].as_array().expect("POOLS");
+    assert_eq!(pools.len(), 2, "{pools:?}");
+    assert_eq!(pools[0]["URL"], url.as_str());
+    assert_eq!(pools[0]["Status"], "Alive");
+    assert_eq!(pools[0]["Stratum Active"], true);
+    assert_eq!(pools[0]["Stratum Difficulty"], 0.0001);
+    assert!(accepted(&pools[0]["Accepted"]) >= 1);
+    assert_eq!(pools[1]["URL"], format!("stratum+tcp://127.0.0.1:{dead}"));
+    assert_eq!(pools[1]["Stratum Active"], false);
+    assert_eq!(read["version"]["VERSION"][0]["API"], "3.7");
+    assert_eq!(read["config"]["CONFIG"][0]["Pool Count"], 2);
+    assert_eq!(read["stats"]["STATUS"][0]["Code"], 70);
+
+    // `quit` is refused and changes nothing: the API and the miner go on.
+    assert_eq!(read["quit"]["STATUS"][0]["STATUS"], "E");
+    assert_eq!(read["quit"]["STATUS"][0]["Code"], 45);
+    assert_eq!(read["after_quit"]["STATUS"][0]["STATUS"], "S");
+    assert!(miner.count("summary") == 0, "the miner stopped on quit");
+    let status = Command::new("kill")
+        .args(["-TERM", &miner.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    let last = summary(&all);
+    assert!(accepted(&last["accepted"]) >= accepted(&cg["Accepted"]));
+}

@@ -53,6 +53,9 @@ pass = "x"
 # port listens on 127.0.0.1 only.
 [api]
 listen = "127.0.0.1:4048"
+# The read-only cgminer API (JSON over TCP) that dashboards and pyasic poll; 4028 is cgminer's
+# port. Off unless set.
+# cgminer = 4028
 "#;
 
 /// The file as written; values are checked when settings are resolved.
@@ -86,6 +89,8 @@ pub struct PoolEntry {
 #[serde(deny_unknown_fields)]
 pub struct ApiEntry {
     pub listen: Option<Listen>,
+    /// The cgminer API, as `--api-cgminer` takes it.
+    pub cgminer: Option<Listen>,
 }
 
 /// `listen = 4048` or `listen = "127.0.0.1:4048"`.

@@ -15,6 +15,7 @@ use crate::hash::{
 };
 use crate::mining::api::StatusApi;
 use crate::mining::background::BackgroundSource;
+use crate::mining::cgminer_api::{CgminerApi, RigInfo};
 use crate::mining::endpoint;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
@@ -111,6 +112,11 @@ pub struct Mine {
     /// or on 127.0.0.1:PORT when given a bare port. Off by default.
     #[arg(long, value_name = "ADDR", value_parser = parse_api_addr)]
     api: Option<SocketAddr>,
+    /// Serve the read-only cgminer API (JSON over TCP, as dashboards and pyasic poll it) on
+    /// ADDR:PORT, or on 127.0.0.1:PORT when given a bare port; 4028 is cgminer's port. Off by
+    /// default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_api_addr)]
+    api_cgminer: Option<SocketAddr>,
     /// Restart a GPU whose scan call fails or hashes nothing for this many seconds, searching
     /// its range again; after 3 restarts in 10 minutes it is dropped and the other devices go
     /// on (0: no watchdog) [default: 60].
@@ -183,6 +189,7 @@ struct MineSettings {
     dispatch_ms: u64,
     status_every: f64,
     api: Option<SocketAddr>,
+    api_cgminer: Option<SocketAddr>,
     watchdog_secs: u64,
     temp_limits: Option<TempLimits>,
 }
@@ -208,6 +215,17 @@ fn check_url(url: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `url` as its work source names it (without credentials), for the cgminer API's pool list.
+fn source_url(url: &str) -> String {
+    if let Ok(pool) = StratumEndpoint::parse(url) {
+        pool.url()
+    } else if let Ok(node) = RpcClient::new(url, "", "") {
+        node.url()
+    } else {
+        endpoint::mask(url)
+    }
 }
 
 /// getwork if the node answers it (or cannot be asked yet: the miner retries), gbt if the
@@ -418,6 +436,17 @@ impl Mine {
             ),
             (None, None) => None,
         };
+        let api_cgminer = match (
+            self.api_cgminer,
+            file.api.as_ref().and_then(|a| a.cgminer.as_ref()),
+        ) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(listen)) => Some(
+                parse_api_addr(&listen.as_flag())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at("api.cgminer")))?,
+            ),
+            (None, None) => None,
+        };
         let watchdog_secs = match (self.watchdog_secs, file.watchdog_secs) {
             (Some(secs), _) => secs,
             (None, Some(secs)) => u64::try_from(secs).with_context(|| {
@@ -449,6 +478,7 @@ impl Mine {
             dispatch_ms,
             status_every,
             api,
+            api_cgminer,
             watchdog_secs,
             temp_limits,
         })
@@ -495,7 +525,8 @@ impl Mine {
         })
         .context("installing the Ctrl-C/SIGTERM handler")?;
         let live = !self.json && !self.no_tui && LiveView::possible();
-        let board = (settings.api.is_some() || live).then(|| Arc::new(StatusBoard::new()));
+        let board = (settings.api.is_some() || settings.api_cgminer.is_some() || live)
+            .then(|| Arc::new(StatusBoard::new()));
         config.board.clone_from(&board);
         let view = match &board {
             Some(board) if live => Some(LiveView::start(Arc::clone(board), &INTERRUPTED)?),
@@ -526,6 +557,21 @@ impl Mine {
                 let api = StatusApi::start(addr, Arc::clone(board))?;
                 print(&Timed::now(MinerEvent::Api {
                     url: format!("http://{}", api.addr()),
+                }));
+                Some(api)
+            }
+            _ => None,
+        };
+        let _cgminer_api = match (settings.api_cgminer, &board) {
+            (Some(addr), Some(board)) => {
+                let rig = RigInfo {
+                    pools: settings.pools.iter().map(|p| source_url(&p.url)).collect(),
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    log_interval: settings.status_every.round() as u64,
+                };
+                let api = CgminerApi::start(addr, Arc::clone(board), rig)?;
+                print(&Timed::now(MinerEvent::CgminerApi {
+                    addr: api.addr().to_string(),
                 }));
                 Some(api)
             }
@@ -615,6 +661,7 @@ fn print_text(event: &Timed) {
             None => println!("{device}: {nonces} nonces per scan ({tuning})"),
         },
         MinerEvent::Api { url } => println!("status API on {url}/summary and {url}/metrics"),
+        MinerEvent::CgminerApi { addr } => println!("cgminer API on {addr}"),
         MinerEvent::Device(event) => print_device_event(event),
         MinerEvent::Hashing { .. } | MinerEvent::Found { .. } => {}
     }

@@ -459,6 +459,7 @@ fn describe(event: &MinerEvent) -> Option<(String, Tone)> {
             (format!("{device}: {nonces} nonces per scan"), Tone::Plain)
         }
         MinerEvent::Api { url } => (format!("status API on {url}/summary"), Tone::Plain),
+        MinerEvent::CgminerApi { addr } => (format!("cgminer API on {addr}"), Tone::Plain),
         MinerEvent::Hashing { .. }
         | MinerEvent::Found { .. }
         | MinerEvent::Status { .. }
@@ -662,6 +663,7 @@ mod tests {
                         ..DeviceStatus::default()
                     },
                 ],
+                pools: Vec::new(),
             },
             ..View::default()
         };

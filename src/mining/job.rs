@@ -214,13 +214,29 @@ pub struct Solution {
     pub job: Arc<Job>,
     pub roll: u64,
     pub header: BlockHeader,
+    /// The index of the device that found it, for per-device counts.
+    pub device: Option<usize>,
 }
 
 impl Solution {
     #[must_use]
     pub fn new(job: Arc<Job>, roll: u64, header: [u8; 80], nonce: u32) -> Self {
         let header = BlockHeader::from_bytes(header).with_nonce(nonce);
-        Self { job, roll, header }
+        Self {
+            job,
+            roll,
+            header,
+            device: None,
+        }
+    }
+
+    /// The same solution, credited to device `index`.
+    #[must_use]
+    pub fn from_device(self, index: usize) -> Self {
+        Self {
+            device: Some(index),
+            ..self
+        }
     }
 
     #[must_use]
@@ -232,6 +248,18 @@ impl Solution {
     #[must_use]
     pub fn meets_target(&self) -> bool {
         self.job.target.is_met_by(self.header.block_hash())
+    }
+
+    /// The difficulty the job asked for (a pool's share difficulty, or the block's).
+    #[must_use]
+    pub fn share_difficulty(&self) -> f64 {
+        self.job.target.difficulty_float()
+    }
+
+    /// The difficulty the header's hash reached (cgminer's "best share").
+    #[must_use]
+    pub fn hash_difficulty(&self) -> f64 {
+        Target::from_le_bytes(self.header.block_hash().to_byte_array()).difficulty_float()
     }
 }
 

@@ -14,7 +14,9 @@ use serde::Serialize;
 use super::health::{DeviceEvent, DeviceHealth};
 use super::job::{Job, Solution};
 use super::source::{SourceError, SourceEvent, WorkSource};
-use super::status::{DeviceStatus, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS};
+use super::status::{
+    DeviceStatus, PoolRecord, PoolStatus, Snapshot, StatusBoard, RATE_WINDOW_SECONDS,
+};
 use super::target;
 use crate::hash::{BackendKind, HashError, KernelTarget, NonceSearcher, ScanJob, DEFAULT_DISPATCH};
 
@@ -69,7 +71,7 @@ impl Default for MinerConfig {
     }
 }
 
-pub use super::stats::Stats;
+pub use super::stats::{Outcome, Stats};
 
 /// One thing worth telling a user or a script about; `--json` prints each as one line.
 #[derive(Clone, Debug, Serialize)]
@@ -105,6 +107,10 @@ pub enum MinerEvent {
     /// The status API is listening.
     Api {
         url: String,
+    },
+    /// The cgminer API is listening on `addr` (`HOST:PORT`).
+    CgminerApi {
+        addr: String,
     },
     /// The hashing thread started on a job (measures the reaction time to new work).
     Hashing {
@@ -268,6 +274,7 @@ enum FromHasher {
 /// One device's hashing thread: takes nonce ranges of the current job from the shared cursor
 /// until a new job arrives or the job is used up.
 fn hash_loop(
+    index: usize,
     shared: &Shared,
     backend: &dyn NonceSearcher,
     counters: &DeviceCounters,
@@ -366,22 +373,17 @@ fn hash_loop(
             if job.solo && !outcome.found.is_empty() {
                 // The block ends this job for every device; only one solution goes out.
                 if shared.finished.swap(generation, Ordering::Relaxed) != generation {
-                    let _ = out.send(FromHasher::Found(Solution::new(
-                        Arc::clone(&job),
-                        roll,
-                        header,
-                        outcome.found[0],
-                    )));
+                    let _ = out.send(FromHasher::Found(
+                        Solution::new(Arc::clone(&job), roll, header, outcome.found[0])
+                            .from_device(index),
+                    ));
                 }
                 break;
             }
             for &nonce in outcome.found.iter().take(MAX_FOUND_PER_SCAN) {
-                let _ = out.send(FromHasher::Found(Solution::new(
-                    Arc::clone(&job),
-                    roll,
-                    header,
-                    nonce,
-                )));
+                let _ = out.send(FromHasher::Found(
+                    Solution::new(Arc::clone(&job), roll, header, nonce).from_device(index),
+                ));
             }
         }
     }
@@ -459,6 +461,9 @@ struct Driver<'a, E: FnMut(Timed)> {
     held: VecDeque<Solution>,
     pool: PoolStatus,
     job_since: Option<Instant>,
+    /// Share counts per device index and per pool used, for the status APIs.
+    device_shares: Vec<Stats>,
+    pools: Vec<PoolRecord>,
 }
 
 impl<'a, E: FnMut(Timed)> Driver<'a, E> {
@@ -484,7 +489,46 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
             held: VecDeque::new(),
             pool,
             job_since: None,
+            device_shares: Vec::new(),
+            pools: Vec::new(),
         }
+    }
+
+    /// The record of the pool at `url` (the one in use when `None`), made on first use.
+    fn pool_record(&mut self, url: Option<&str>) -> &mut PoolRecord {
+        let url = url.unwrap_or(&self.pool.url);
+        let index = match self.pools.iter().position(|p| p.url == url) {
+            Some(index) => index,
+            None => {
+                self.pools.push(PoolRecord {
+                    url: url.to_owned(),
+                    ..PoolRecord::default()
+                });
+                self.pools.len() - 1
+            }
+        };
+        &mut self.pools[index]
+    }
+
+    /// Counts an answer to `solution` for the miner, its device and the pool in use.
+    fn answered(&mut self, solution: &Solution, outcome: Outcome) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let at = now() as u64;
+        let difficulty = solution.share_difficulty();
+        self.stats.answered(outcome, difficulty, at);
+        self.pool_record(None)
+            .shares
+            .answered(outcome, difficulty, at);
+        if let Some(device) = solution.device {
+            self.device(device).answered(outcome, difficulty, at);
+        }
+    }
+
+    fn device(&mut self, index: usize) -> &mut Stats {
+        if self.device_shares.len() <= index {
+            self.device_shares.resize(index + 1, Stats::default());
+        }
+        &mut self.device_shares[index]
     }
 
     fn emit(&mut self, event: MinerEvent) {
@@ -513,6 +557,13 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
                     self.live_jobs.pop_front();
                 }
                 self.live_jobs.push_back(Arc::clone(&job));
+                let record = self.pool_record(None);
+                record.jobs += 1;
+                record.clean_jobs += u64::from(clean);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                {
+                    record.last_job_time = Some(now() as u64);
+                }
                 self.pool.job = Some(job.id.clone());
                 self.pool.height = job.height;
                 self.job_since = Some(Instant::now());
@@ -534,10 +585,12 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
             }
             SourceEvent::Accepted { solution } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
-                self.stats.accepted += 1;
-                if solution.job.solo {
-                    self.stats.blocks += 1;
-                }
+                self.answered(
+                    &solution,
+                    Outcome::Accepted {
+                        block: solution.job.solo,
+                    },
+                );
                 self.emit(MinerEvent::Accepted {
                     job: solution.job.id.clone(),
                     nonce: solution.nonce(),
@@ -551,11 +604,12 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
                 stale,
             } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
-                if stale {
-                    self.stats.stale += 1;
+                let outcome = if stale {
+                    Outcome::Stale
                 } else {
-                    self.stats.rejected += 1;
-                }
+                    Outcome::Rejected
+                };
+                self.answered(&solution, outcome);
                 self.emit(rejected_event(&solution, reason, stale));
             }
             SourceEvent::Connected { url } => {
@@ -565,6 +619,7 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
                 self.emit(MinerEvent::Connected { url });
             }
             SourceEvent::Disconnected { url, reason } => {
+                self.pool_record(Some(&url)).failures += 1;
                 self.pool.connected = false;
                 self.pool.last_error = Some(reason.clone());
                 // Shares of a dead session cannot be submitted, and a node that went away may
@@ -576,6 +631,7 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
                 self.emit(MinerEvent::Disconnected { url, reason });
             }
             SourceEvent::Unreachable { url, reason } => {
+                self.pool_record(Some(&url)).failures += 1;
                 self.pool.connected = false;
                 self.pool.last_error = Some(reason.clone());
                 tracing::warn!("cannot use {url}: {reason}; retrying");
@@ -595,7 +651,11 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
                 self.emit(MinerEvent::Error { message });
             }
             FromHasher::Found(solution) => {
-                self.stats.found += 1;
+                let difficulty = solution.hash_difficulty();
+                self.stats.found(difficulty);
+                if let Some(device) = solution.device {
+                    self.device(device).found(difficulty);
+                }
                 self.emit(found_event(&solution, false));
                 if self.held.len() < MAX_HELD {
                     self.held.push_back(solution);
@@ -609,7 +669,7 @@ impl<'a, E: FnMut(Timed)> Driver<'a, E> {
         while let Some(solution) = self.held.front() {
             if !self.live_jobs.iter().any(|j| Arc::ptr_eq(j, &solution.job)) {
                 let solution = self.held.pop_front().expect("front exists");
-                self.stats.stale += 1;
+                self.answered(&solution, Outcome::Stale);
                 self.emit(rejected_event(
                     &solution,
                     "job replaced before submit".into(),
@@ -704,7 +764,9 @@ impl<'a> Devices<'a> {
                 );
                 thread::Builder::new()
                     .name(format!("peerhash-miner-{i}"))
-                    .spawn(move || hash_loop(&shared, backend.as_ref(), &counters, i == 0, &tx))
+                    .spawn(move || {
+                        hash_loop(i, &shared, backend.as_ref(), &counters, i == 0, &tx);
+                    })
                     .expect("spawning a thread")
             })
             .collect();
@@ -759,7 +821,7 @@ impl<'a> Devices<'a> {
         config.health.as_ref().and_then(|h| h.temperature(index))
     }
 
-    fn statuses(&self, config: &MinerConfig, rates: &[f64]) -> Vec<DeviceStatus> {
+    fn statuses(&self, config: &MinerConfig, rates: &[f64], shares: &[Stats]) -> Vec<DeviceStatus> {
         self.backends
             .iter()
             .zip(&self.counters)
@@ -780,6 +842,11 @@ impl<'a> Devices<'a> {
                 tuning: (*tuning).into(),
                 temperature_c: self.temperature(config, index),
                 paused: c.paused.load(Ordering::Relaxed),
+                shares: Stats {
+                    hashes: c.hashes.load(Ordering::Relaxed),
+                    hw_errors: c.hw_errors.load(Ordering::Relaxed),
+                    ..shares.get(index).cloned().unwrap_or_default()
+                },
             })
             .collect()
     }
@@ -863,7 +930,8 @@ impl Reports {
             hashrate_average: driver.stats.hashes as f64 / seconds.max(1e-9),
             pool: driver.pool.clone(),
             shares: driver.stats.clone(),
-            devices: devices.statuses(driver.config, &rates),
+            devices: devices.statuses(driver.config, &rates, &driver.device_shares),
+            pools: driver.pools.clone(),
         });
     }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod background;
+pub mod cgminer_api;
 pub mod endpoint;
 pub mod failover;
 pub mod gbt;

@@ -46,6 +46,26 @@ pub struct Snapshot {
     pub pool: PoolStatus,
     pub shares: Stats,
     pub devices: Vec<DeviceStatus>,
+    /// Every pool or node used or tried so far, in order of first use.
+    pub pools: Vec<PoolRecord>,
+}
+
+/// One pool or node the miner has used or tried, and what came of it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PoolRecord {
+    /// Without credentials.
+    pub url: String,
+    /// Jobs (units of work) it sent.
+    pub jobs: u64,
+    /// Jobs that made all older work useless (a new block on the network).
+    pub clean_jobs: u64,
+    /// Failed connection attempts and lost connections.
+    pub failures: u64,
+    /// Unix time of its last job.
+    pub last_job_time: Option<u64>,
+    /// The answers to the shares sent to it (`hashes` and `hw_errors` stay 0: devices do not
+    /// hash for one pool).
+    pub shares: Stats,
 }
 
 /// Seconds of history behind [`Snapshot::hashrate`] and [`DeviceStatus::hashrate`].
@@ -88,6 +108,8 @@ pub struct DeviceStatus {
     pub temperature_c: Option<f64>,
     /// Paused at `--temp-stop` until it cools to `--temp-resume`.
     pub paused: bool,
+    /// What became of the solutions this device found.
+    pub shares: Stats,
 }
 
 impl Snapshot {
@@ -191,6 +213,16 @@ impl Snapshot {
                     ("{result=\"accepted\"}".into(), s.accepted as f64),
                     ("{result=\"rejected\"}".into(), s.rejected as f64),
                     ("{result=\"stale\"}".into(), s.stale as f64),
+                ],
+            );
+            metric(
+                "share_difficulty_total",
+                "counter",
+                "Share difficulty summed by outcome (difficulty-1 work).",
+                &[
+                    ("{result=\"accepted\"}".into(), s.difficulty_accepted),
+                    ("{result=\"rejected\"}".into(), s.difficulty_rejected),
+                    ("{result=\"stale\"}".into(), s.difficulty_stale),
                 ],
             );
             metric(

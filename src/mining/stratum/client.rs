@@ -175,7 +175,7 @@ enum Request {
     Subscribe,
     Authorize,
     ExtranonceSubscribe,
-    Submit(Solution, Instant),
+    Submit(Box<Solution>, Instant),
 }
 
 /// One live connection.
@@ -566,19 +566,21 @@ impl StratumSource {
                     }
                     Some(Request::ExtranonceSubscribe) | None => {}
                     Some(Request::Submit(solution, _)) => match (result.as_bool(), error) {
-                        (Some(true), _) => self.events.push(SourceEvent::Accepted { solution }),
+                        (Some(true), _) => self.events.push(SourceEvent::Accepted {
+                            solution: *solution,
+                        }),
                         (_, Some((code, reason))) => {
                             let stale = ShareRejection::from_code(code)
                                 == ShareRejection::JobNotFound
                                 || !self.live_jobs.contains(&solution.job.id);
                             self.events.push(SourceEvent::Rejected {
-                                solution,
+                                solution: *solution,
                                 reason: format!("{reason} ({code})"),
                                 stale,
                             });
                         }
                         (_, None) => self.events.push(SourceEvent::Rejected {
-                            solution,
+                            solution: *solution,
                             reason: format!("the pool answered {result}"),
                             stale: false,
                         }),
@@ -615,7 +617,7 @@ impl StratumSource {
         self.send(
             "mining.submit",
             &params,
-            Request::Submit(solution, Instant::now()),
+            Request::Submit(Box::new(solution), Instant::now()),
         )
         .inspect_err(|_| self.queue.push_back(copy))
     }
@@ -628,7 +630,7 @@ impl StratumSource {
         if let Some(mut session) = self.session.take() {
             for (_, request) in session.requests.drain() {
                 if let Request::Submit(solution, _) = request {
-                    self.queue.push_back(solution);
+                    self.queue.push_back(*solution);
                 }
             }
             was_up = session.extranonce1.is_some();
