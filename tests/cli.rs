@@ -790,26 +790,28 @@ fn mine_status_api_answers_json_and_prometheus_and_sigterm_stops_cleanly() {
 }
 
 #[test]
-fn mine_api_on_a_port_in_use_is_a_clear_error() {
+fn mine_apis_on_a_port_in_use_are_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let port = taken.local_addr().expect("an address").port().to_string();
-    let output = run(&[
-        "mine",
-        "--url",
-        "stratum+tcp://127.0.0.1:3333",
-        "--backend",
-        "cpu",
-        "--duration",
-        "5",
-        "--api",
-        &port,
-    ]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains(&format!("status API: cannot listen on 127.0.0.1:{port}")),
-        "{}",
-        stderr(&output)
-    );
+    for (flag, name) in [("--api", "status API"), ("--api-cgminer", "cgminer API")] {
+        let output = run(&[
+            "mine",
+            "--url",
+            "stratum+tcp://127.0.0.1:3333",
+            "--backend",
+            "cpu",
+            "--duration",
+            "5",
+            flag,
+            &port,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!("{name}: cannot listen on 127.0.0.1:{port}")),
+            "{}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
@@ -870,29 +872,6 @@ fn mine_cgminer_api_takes_a_port_an_address_or_a_config_key_and_refuses_bad_ones
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("api.cgminer"),
-        "{}",
-        stderr(&output)
-    );
-}
-
-#[test]
-fn mine_cgminer_api_on_a_port_in_use_is_a_clear_error() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    let port = taken.local_addr().expect("an address").port().to_string();
-    let output = run(&[
-        "mine",
-        "--url",
-        "stratum+tcp://127.0.0.1:3333",
-        "--backend",
-        "cpu",
-        "--duration",
-        "5",
-        "--api-cgminer",
-        &port,
-    ]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains(&format!("cgminer API: cannot listen on 127.0.0.1:{port}")),
         "{}",
         stderr(&output)
     );

@@ -138,6 +138,15 @@ impl Miner {
         self.events.lock().expect("events").clone()
     }
 
+    /// The text `field` of the first `kind` event.
+    fn first(&self, kind: &str, field: &str) -> String {
+        self.events()
+            .iter()
+            .find(|e| e["event"] == kind)
+            .and_then(|e| e[field].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {kind} event with a {field}: {:?}", self.events()))
+    }
+
     fn count(&self, kind: &str) -> usize {
         self.events().iter().filter(|e| e["event"] == kind).count()
     }
@@ -397,12 +406,7 @@ fn status_api_follows_a_real_pool_and_sigterm_answers_every_found_share() {
     wait_for_miner(&miner, Duration::from_secs(30), "accepted shares", || {
         miner.count("accepted") >= 3
     });
-    let api = miner
-        .events()
-        .iter()
-        .find(|e| e["event"] == "api")
-        .and_then(|e| e["url"].as_str().map(str::to_owned))
-        .expect("an api event");
+    let api = miner.first("api", "url");
     // The board lags the events by up to a second.
     let mut board = Value::Null;
     wait_for(Duration::from_secs(10), "the API to show shares", || {
@@ -1736,16 +1740,8 @@ fn pyasic_reads_the_cgminer_api_during_a_live_run_and_it_agrees_with_the_status_
     wait_for_miner(&miner, Duration::from_secs(30), "accepted shares", || {
         miner.count("accepted") >= 3
     });
-    let find = |kind: &str, field: &str| {
-        miner
-            .events()
-            .iter()
-            .find(|e| e["event"] == kind)
-            .and_then(|e| e[field].as_str().map(str::to_owned))
-            .unwrap_or_else(|| panic!("a {kind} event"))
-    };
-    let api = find("api", "url");
-    let cgminer = find("cgminer_api", "addr");
+    let api = miner.first("api", "url");
+    let cgminer = miner.first("cgminer_api", "addr");
     let port = cgminer
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())

@@ -17,8 +17,8 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 use super::status::StatusBoard;
 
-/// How long the server thread waits for a request before looking at the stop flag.
-const STOP_CHECK: Duration = Duration::from_millis(100);
+/// How long a server thread waits for a request before looking at the stop flag.
+pub(crate) const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// The API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +28,44 @@ pub struct ApiError {
     reason: String,
 }
 
+/// A server's thread with its stop flag: dropping it sets the flag and waits for the thread,
+/// which looks at the flag at least every [`STOP_CHECK`].
+pub(crate) struct ServerThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `serve(stop_flag)` on a thread named `name`.
+    pub(crate) fn spawn(
+        name: &str,
+        serve: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name(name.into())
+            .spawn(move || serve(&stopping))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A running status API; dropping it stops the server.
 pub struct StatusApi {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl StatusApi {
@@ -49,19 +82,14 @@ impl StatusApi {
             addr,
             reason: "not an IP socket".into(),
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("peerhash-api".into())
-            .spawn(move || serve(&server, &board, &stopping))
+        let thread = ServerThread::spawn("peerhash-api", move |stop| serve(&server, &board, stop))
             .map_err(|e| ApiError {
                 addr,
                 reason: e.to_string(),
             })?;
         Ok(Self {
             addr: bound,
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -69,15 +97,6 @@ impl StatusApi {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-impl Drop for StatusApi {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

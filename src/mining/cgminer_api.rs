@@ -24,12 +24,13 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
+use super::api::{ServerThread, STOP_CHECK};
 use super::stats::Stats;
 use super::status::{DeviceStatus, PoolRecord, Snapshot, StatusBoard};
 
@@ -42,8 +43,6 @@ const API_VERSION: &str = "3.7";
 const MAX_REQUEST: usize = 4096;
 /// How long a client may take to send its request, and to take the reply.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the accepting thread looks at the stop flag.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Commands that would change the rig in cgminer: always refused here.
 const PRIVILEGED: &[&str] = &[
@@ -99,8 +98,7 @@ pub struct RigInfo {
 /// A running cgminer API; dropping it stops the server.
 pub struct CgminerApi {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl CgminerApi {
@@ -117,16 +115,13 @@ impl CgminerApi {
         let listener = TcpListener::bind(addr).map_err(error)?;
         let bound = listener.local_addr().map_err(error)?;
         listener.set_nonblocking(true).map_err(error)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("peerhash-cgminer-api".into())
-            .spawn(move || serve(&listener, &board, &rig, &stopping))
-            .map_err(error)?;
+        let thread = ServerThread::spawn("peerhash-cgminer-api", move |stop| {
+            serve(&listener, &board, &rig, stop);
+        })
+        .map_err(error)?;
         Ok(Self {
             addr: bound,
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -134,15 +129,6 @@ impl CgminerApi {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-impl Drop for CgminerApi {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
