@@ -31,6 +31,7 @@ fn verify_benches(c: &mut Criterion) {
             version,
             piece_length: Some(PIECE),
             announce: Vec::new(),
+            web_seeds: Vec::new(),
             private: false,
             comment: None,
             source: None,

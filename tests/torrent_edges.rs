@@ -203,6 +203,86 @@ fn create_names_the_unreadable_file_and_the_os_reason() {
     assert!(!dir.path().join("out.torrent").exists());
 }
 
+/// The bytes of `torrent` from `start` (a bencoded key) up to `end` (or the end of the file).
+fn span<'a>(torrent: &'a [u8], start: &[u8], end: Option<&[u8]>) -> &'a [u8] {
+    let find = |needle: &[u8]| {
+        torrent
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap_or_else(|| panic!("no {:?}", String::from_utf8_lossy(needle)))
+    };
+    let from = find(start);
+    let to = end.map_or(torrent.len(), find);
+    &torrent[from..to]
+}
+
+#[test]
+fn tracker_tiers_and_web_seeds_are_written_byte_for_byte_as_mktorrent_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f.bin"), vec![7u8; 50_000]).unwrap();
+    for (announce, seeds) in [
+        (
+            &[
+                "http://a.invalid/ann,udp://b.invalid:80",
+                "http://c.invalid/ann",
+            ][..],
+            &[
+                "http://seed1.invalid/",
+                "http://seed2.invalid/,http://seed3.invalid/",
+            ][..],
+        ),
+        (
+            &["http://a.invalid/ann"][..],
+            &["http://seed1.invalid/"][..],
+        ),
+    ] {
+        let mut theirs = Command::new("mktorrent");
+        theirs.args(["-l", "15", "-o", "theirs.torrent"]);
+        for tier in announce {
+            theirs.args(["-a", tier]);
+        }
+        for seed in seeds {
+            theirs.args(["-w", seed]);
+        }
+        let _ = fs::remove_file(dir.path().join("theirs.torrent"));
+        tool(theirs.arg("f.bin").current_dir(dir.path()));
+        let mut args = vec!["create", "f.bin", "--piece-size", "32K", "--no-date"];
+        for tier in announce {
+            args.extend(["--announce", tier]);
+        }
+        for seed in seeds {
+            args.extend(["--web-seed", seed]);
+        }
+        args.extend(["-o", "ours.torrent"]);
+        let _ = fs::remove_file(dir.path().join("ours.torrent"));
+        let made = run_in(&args, dir.path());
+        assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+        let ours = fs::read(dir.path().join("ours.torrent")).unwrap();
+        let theirs = fs::read(dir.path().join("theirs.torrent")).unwrap();
+        let trackers = |t| span(t, b"8:announce", Some(b"10:created by"));
+        assert_eq!(
+            String::from_utf8_lossy(trackers(&ours)),
+            String::from_utf8_lossy(trackers(&theirs))
+        );
+        let web = |t| span(t, b"8:url-list", None);
+        assert_eq!(
+            String::from_utf8_lossy(web(&ours)),
+            String::from_utf8_lossy(web(&theirs))
+        );
+        // And `info` reads the tiers and seeds back from both.
+        let info = |name: &str| json(&run_in(&["info", name, "--json"], dir.path()));
+        let (ours, theirs) = (info("ours.torrent"), info("theirs.torrent"));
+        assert_eq!(ours["tracker_tiers"], theirs["tracker_tiers"]);
+        assert_eq!(ours["web_seeds"], theirs["web_seeds"]);
+        assert_eq!(ours["info_hash_v1"], theirs["info_hash_v1"]);
+        let tiers: Vec<Vec<String>> = announce
+            .iter()
+            .map(|t| t.split(',').map(str::to_owned).collect())
+            .collect();
+        assert_eq!(ours["tracker_tiers"], serde_json::json!(tiers));
+    }
+}
+
 #[test]
 fn created_v1_torrents_order_files_as_mktorrent_and_v2_as_the_file_tree() {
     let dir = tempfile::tempdir().unwrap();

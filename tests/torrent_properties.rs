@@ -142,6 +142,7 @@ proptest! {
             version: if hybrid { Version::Hybrid } else { Version::V2 },
             piece_length: Some((16 << 10) << piece_shift),
             announce: Vec::new(),
+            web_seeds: Vec::new(),
             private: false,
             comment: None,
             source: None,

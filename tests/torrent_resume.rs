@@ -354,3 +354,106 @@ fn an_existing_resume_file_is_never_replaced_and_nothing_is_hashed() {
     assert!(util::stdout(&output).is_empty());
     assert!(!dir.path().join("no such dir").exists());
 }
+
+/// `seeds.py RESUME TORRENT MAGNET_FILE`: the trackers (`[url, tier]`) and web seeds that
+/// libtorrent reads from the torrent itself, from our resume data (and a paused session made
+/// from it, which never announces) and from our magnet link.
+const SEEDS_PY: &str = r#"
+import json, libtorrent as lt, sys
+ti = lt.torrent_info(sys.argv[2])
+atp = lt.read_resume_data(open(sys.argv[1], "rb").read())
+atp.flags |= lt.torrent_flags.paused
+atp.flags &= ~lt.torrent_flags.auto_managed
+ses = lt.session({"enable_dht": False, "enable_lsd": False, "enable_upnp": False,
+                  "enable_natpmp": False, "listen_interfaces": "127.0.0.1:0"})
+h = ses.add_torrent(atp)
+magnet = lt.parse_magnet_uri(open(sys.argv[3]).read().strip())
+print(json.dumps({
+    "torrent": {"trackers": sorted([t.url, t.tier] for t in ti.trackers()),
+                "seeds": sorted(s["url"] for s in ti.web_seeds())},
+    "resume": {"trackers": sorted([u, t] for u, t in zip(atp.trackers, atp.tracker_tiers)),
+               "seeds": sorted(atp.url_seeds)},
+    "session": {"trackers": sorted([t["url"], t["tier"]] for t in h.trackers()),
+                "seeds": sorted(h.url_seeds())},
+    "magnet": {"trackers": sorted(magnet.trackers), "seeds": sorted(magnet.url_seeds)},
+}))
+"#;
+
+#[test]
+fn tracker_tiers_and_web_seeds_reach_libtorrent_through_resume_data_and_magnet_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("save");
+    make_payload(&save);
+    let torrent = dir.path().join("tiers.torrent");
+    let made = Command::new("mktorrent")
+        .args([
+            "-l",
+            "15",
+            "-a",
+            "http://a.invalid/announce,udp://b.invalid:6969",
+            "-a",
+            "http://c.invalid/announce",
+            "-w",
+            "http://seed1.invalid/files/",
+            "-w",
+            "http://seed2.invalid/files/",
+            "-o",
+        ])
+        .arg(&torrent)
+        .arg("payload")
+        .current_dir(&save)
+        .output()
+        .expect("mktorrent runs");
+    assert!(made.status.success(), "{}", util::stderr(&made));
+    let resume = dir.path().join("tiers.fastresume");
+    let verified = util::run(&[
+        "verify",
+        torrent.to_str().unwrap(),
+        save.join("payload").to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--resume-out",
+        resume.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        util::stderr(&verified)
+    );
+    let info = json(&util::run(&["info", torrent.to_str().unwrap(), "--json"]));
+    let magnet = dir.path().join("magnet.txt");
+    fs::write(&magnet, info["magnet"].as_str().expect("a magnet link")).unwrap();
+
+    let lt = json(&python(SEEDS_PY, &[&resume, &torrent, &magnet], dir.path()));
+    let expected_trackers = serde_json::json!([
+        ["http://a.invalid/announce", 0],
+        ["http://c.invalid/announce", 1],
+        ["udp://b.invalid:6969", 0],
+    ]);
+    let expected_seeds =
+        serde_json::json!(["http://seed1.invalid/files/", "http://seed2.invalid/files/"]);
+    assert_eq!(lt["torrent"]["trackers"], expected_trackers, "{lt}");
+    assert_eq!(lt["torrent"]["seeds"], expected_seeds, "{lt}");
+    for from in ["resume", "session"] {
+        assert_eq!(lt[from]["trackers"], expected_trackers, "{from}: {lt}");
+        assert_eq!(lt[from]["seeds"], expected_seeds, "{from}: {lt}");
+    }
+    assert_eq!(
+        lt["magnet"]["trackers"],
+        serde_json::json!([
+            "http://a.invalid/announce",
+            "http://c.invalid/announce",
+            "udp://b.invalid:6969"
+        ]),
+        "{lt}"
+    );
+    assert_eq!(lt["magnet"]["seeds"], expected_seeds, "{lt}");
+    assert_eq!(
+        info["tracker_tiers"],
+        serde_json::json!([
+            ["http://a.invalid/announce", "udp://b.invalid:6969"],
+            ["http://c.invalid/announce"]
+        ])
+    );
+}

@@ -35,9 +35,13 @@ pub struct Create {
     /// 256K or 4M.
     #[arg(long, default_value = "auto")]
     piece_size: String,
-    /// Tracker URL; repeat for more (each becomes its own tier).
-    #[arg(long)]
+    /// Tracker URLs of one tier, separated by commas; repeat for more tiers (as mktorrent's
+    /// `-a`): `--announce A,B --announce C` makes tiers [A, B] and [C].
+    #[arg(long, value_name = "URL[,URL...]")]
     announce: Vec<String>,
+    /// Web seed URLs (BEP 19 `url-list`), separated by commas or repeated (mktorrent's `-w`).
+    #[arg(long, value_name = "URL[,URL...]")]
+    web_seed: Vec<String>,
     /// Set the private flag (BEP 27).
     #[arg(long)]
     private: bool,
@@ -146,7 +150,12 @@ impl Create {
         let options = CreateOptions {
             version,
             piece_length,
-            announce: self.announce.clone(),
+            announce: self.announce.iter().map(|tier| split_urls(tier)).collect(),
+            web_seeds: self
+                .web_seed
+                .iter()
+                .flat_map(|urls| split_urls(urls))
+                .collect(),
             private: self.private,
             comment: self.comment.clone(),
             source: self.source.clone(),
@@ -255,4 +264,13 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         return Err(e).with_context(|| format!("writing {}", path.display()));
     }
     Ok(())
+}
+
+/// `A,B,C` as URLs, blanks dropped.
+fn split_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

@@ -52,7 +52,11 @@ struct InfoReport<'a> {
     #[serde(flatten)]
     torrent: TorrentSummary,
     private: bool,
-    trackers: &'a [String],
+    /// Every tracker, tier by tier.
+    trackers: Vec<&'a str>,
+    /// The same by tier (BEP 12).
+    tracker_tiers: &'a [Vec<String>],
+    web_seeds: &'a [String],
     comment: Option<&'a str>,
     files: Vec<InfoFile>,
 }
@@ -79,7 +83,9 @@ impl Info {
         let report = InfoReport {
             torrent: TorrentSummary::of(&meta),
             private: meta.private,
-            trackers: &meta.trackers,
+            trackers: meta.trackers().collect(),
+            tracker_tiers: &meta.tracker_tiers,
+            web_seeds: &meta.web_seeds,
             comment: meta.comment.as_deref(),
             files: meta
                 .layout
@@ -112,8 +118,18 @@ impl Info {
             writeln!(out, "info hash v2: {v2}")?;
         }
         writeln!(out, "private:      {}", report.private)?;
-        for tracker in report.trackers {
-            writeln!(out, "tracker:      {}", Printable(tracker))?;
+        for (tier, trackers) in report.tracker_tiers.iter().enumerate() {
+            for tracker in trackers {
+                writeln!(
+                    out,
+                    "tracker:      {} (tier {})",
+                    Printable(tracker),
+                    tier + 1
+                )?;
+            }
+        }
+        for seed in report.web_seeds {
+            writeln!(out, "web seed:     {}", Printable(seed))?;
         }
         if let Some(comment) = report.comment {
             writeln!(out, "comment:      {}", Printable(comment))?;

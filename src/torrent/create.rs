@@ -27,7 +27,10 @@ pub struct CreateOptions {
     pub version: Version,
     /// `None` picks [`auto_piece_length`].
     pub piece_length: Option<u64>,
-    pub announce: Vec<String>,
+    /// Tracker tiers (BEP 12), in order.
+    pub announce: Vec<Vec<String>>,
+    /// Web seeds (BEP 19 `url-list`).
+    pub web_seeds: Vec<String>,
     pub private: bool,
     pub comment: Option<String>,
     pub source: Option<String>,
@@ -301,16 +304,28 @@ pub fn create(
     let mut put = |key: &'static str, value: Value<'static>| {
         top.insert(Cow::Borrowed(key.as_bytes()), value);
     };
-    if let Some(first) = options.announce.first() {
+    // As mktorrent writes them: `announce` is the first tracker, `announce-list` only when there
+    // is more than one, `url-list` a string for one web seed and a list for several.
+    let trackers: Vec<&String> = options.announce.iter().flatten().collect();
+    if let Some(first) = trackers.first() {
         put("announce", bytes(first.as_bytes()));
     }
-    if options.announce.len() > 1 {
+    if trackers.len() > 1 {
         let tiers = options
             .announce
             .iter()
-            .map(|url| Value::List(vec![bytes(url.as_bytes())]))
+            .filter(|tier| !tier.is_empty())
+            .map(|tier| Value::List(tier.iter().map(|url| bytes(url.as_bytes())).collect()))
             .collect();
         put("announce-list", Value::List(tiers));
+    }
+    match options.web_seeds.as_slice() {
+        [] => {}
+        [one] => put("url-list", bytes(one.as_bytes())),
+        many => put(
+            "url-list",
+            Value::List(many.iter().map(|url| bytes(url.as_bytes())).collect()),
+        ),
     }
     if let Some(comment) = &options.comment {
         put("comment", bytes(comment.as_bytes()));

@@ -2,7 +2,8 @@
 
 use super::metainfo::Metainfo;
 
-/// A magnet link with the info hashes the torrent has, its name and trackers.
+/// A magnet link with the info hashes the torrent has, its name, trackers (`tr`, tier by tier)
+/// and web seeds (`ws`, as libtorrent and WebTorrent read them).
 #[must_use]
 pub fn magnet_link(meta: &Metainfo) -> String {
     let mut link = String::from("magnet:?");
@@ -14,8 +15,11 @@ pub fn magnet_link(meta: &Metainfo) -> String {
         params.push(format!("xt=urn:btmh:1220{}", hex::encode(v2)));
     }
     params.push(format!("dn={}", percent_encode(&meta.name)));
-    for tracker in &meta.trackers {
+    for tracker in meta.trackers() {
         params.push(format!("tr={}", percent_encode(tracker)));
+    }
+    for seed in &meta.web_seeds {
+        params.push(format!("ws={}", percent_encode(seed)));
     }
     link.push_str(&params.join("&"));
     link

@@ -130,7 +130,11 @@ pub struct Metainfo {
     pub raw_info: Vec<u8>,
     /// Whether the torrent is a single file (its path is `name`) rather than a directory.
     pub single_file: bool,
-    pub trackers: Vec<String>,
+    /// Trackers by tier (BEP 12): `announce-list` when it has any, else `announce` alone.
+    /// Empty tiers and repeats are dropped.
+    pub tracker_tiers: Vec<Vec<String>>,
+    /// Web seeds (BEP 19 `url-list`, a string or a list of strings).
+    pub web_seeds: Vec<String>,
     pub private: bool,
     pub comment: Option<String>,
     /// The first spot where `info` is not canonical bencode (keys out of order, leading zeros):
@@ -139,6 +143,11 @@ pub struct Metainfo {
 }
 
 impl Metainfo {
+    /// Every tracker, tier by tier.
+    pub fn trackers(&self) -> impl Iterator<Item = &str> {
+        self.tracker_tiers.iter().flatten().map(String::as_str)
+    }
+
     /// SHA-1 of the raw `info` bytes: the v1 info hash (present for v1 and hybrid torrents).
     #[must_use]
     pub fn info_hash_v1(&self) -> Option<Sha1Digest> {
@@ -319,35 +328,63 @@ fn parse(top: &Dict<'_>, info: &Dict<'_>, raw_info: Vec<u8>) -> Result<Metainfo,
         piece_layers,
         raw_info,
         single_file,
-        trackers: parse_trackers(top),
+        tracker_tiers: parse_tracker_tiers(top),
+        web_seeds: parse_web_seeds(top),
         private: integer(info, "private")? == Some(1),
         comment: text(top, "comment").ok().flatten(),
         info_non_canonical: None,
     })
 }
 
-fn parse_trackers(top: &Dict<'_>) -> Vec<String> {
-    let mut trackers: Vec<String> = Vec::new();
-    let mut push = |value: &Value<'_>| {
-        if let Value::Bytes(b) = value {
-            if let Ok(url) = std::str::from_utf8(b) {
-                if !trackers.iter().any(|t| t == url) {
-                    trackers.push(url.to_owned());
+fn utf8<'a>(value: &'a Value<'_>) -> Option<&'a str> {
+    match value {
+        Value::Bytes(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+/// BEP 12: clients use `announce-list` when present and `announce` otherwise. Non-text
+/// entries, repeats and tiers left empty are skipped: a tracker list is advice, not proof.
+fn parse_tracker_tiers(top: &Dict<'_>) -> Vec<Vec<String>> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut tiers = Vec::new();
+    if let Some(Value::List(list)) = get(top, "announce-list") {
+        for tier in list {
+            let Value::List(urls) = tier else { continue };
+            let mut kept = Vec::new();
+            for url in urls.iter().filter_map(utf8) {
+                if !seen.contains(&url) {
+                    seen.push(url);
+                    kept.push(url.to_owned());
                 }
             }
-        }
-    };
-    if let Some(announce) = get(top, "announce") {
-        push(announce);
-    }
-    if let Some(Value::List(tiers)) = get(top, "announce-list") {
-        for tier in tiers {
-            if let Value::List(urls) = tier {
-                urls.iter().for_each(&mut push);
+            if !kept.is_empty() {
+                tiers.push(kept);
             }
         }
     }
-    trackers
+    if tiers.is_empty() {
+        if let Some(url) = get(top, "announce").and_then(utf8) {
+            tiers.push(vec![url.to_owned()]);
+        }
+    }
+    tiers
+}
+
+/// BEP 19 `url-list`: one URL as a string, or a list of them.
+fn parse_web_seeds(top: &Dict<'_>) -> Vec<String> {
+    let mut seeds: Vec<String> = Vec::new();
+    let urls: Vec<&str> = match get(top, "url-list") {
+        Some(Value::List(list)) => list.iter().filter_map(utf8).collect(),
+        Some(value) => utf8(value).into_iter().collect(),
+        None => Vec::new(),
+    };
+    for url in urls {
+        if !url.is_empty() && !seeds.iter().any(|s| s == url) {
+            seeds.push(url.to_owned());
+        }
+    }
+    seeds
 }
 
 /// v1 `length` (single file) or `files` (a directory named `name`), pad files marked.
@@ -578,8 +615,39 @@ mod tests {
         assert_eq!(meta.info_hash_v2(), None);
         assert_eq!(meta.version, Version::V1);
         assert!(meta.single_file);
-        assert_eq!(meta.trackers, ["http://x/"]);
+        assert_eq!(meta.tracker_tiers, [["http://x/"]]);
         assert_eq!(meta.layout.piece_count(), 1);
+    }
+
+    #[test]
+    fn announce_list_tiers_win_over_announce_and_url_list_is_a_string_or_a_list() {
+        let with = |top: &[u8]| {
+            let bytes = [&b"d"[..], top, b"4:info", INFO, b"e"].concat();
+            Metainfo::from_bytes(&bytes)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)))
+        };
+        // BEP 12: announce-list replaces announce; repeats, non-text and empty tiers go.
+        let meta = with(b"8:announce9:http://x/13:announce-listll9:http://a/9:http://b/eli7eel9:http://a/9:http://c/ee");
+        assert_eq!(
+            meta.tracker_tiers,
+            [vec!["http://a/", "http://b/"], vec!["http://c/"]]
+        );
+        assert_eq!(
+            meta.trackers().collect::<Vec<_>>(),
+            ["http://a/", "http://b/", "http://c/"]
+        );
+        // An empty announce-list falls back to announce.
+        assert_eq!(
+            with(b"8:announce9:http://x/13:announce-listle").tracker_tiers,
+            [["http://x/"]]
+        );
+        assert_eq!(with(b"8:url-list9:http://w/").web_seeds, ["http://w/"]);
+        assert_eq!(
+            with(b"8:url-listl9:http://v/0:9:http://w/9:http://v/e").web_seeds,
+            ["http://v/", "http://w/"]
+        );
+        assert!(with(b"8:url-listi3e").web_seeds.is_empty());
+        assert!(with(b"").tracker_tiers.is_empty());
     }
 
     #[test]
@@ -600,7 +668,7 @@ mod tests {
         let top_unsorted = [&b"d4:info"[..], INFO, b"8:announce9:http://x/e"].concat();
         let meta = Metainfo::from_bytes(&top_unsorted).unwrap();
         assert_eq!(meta.info_hash_v1(), sorted.info_hash_v1());
-        assert_eq!(meta.trackers, ["http://x/"]);
+        assert_eq!(meta.tracker_tiers, [["http://x/"]]);
         assert_eq!(meta.info_non_canonical, None, "only `info` is hashed");
 
         let info =

@@ -159,6 +159,17 @@ impl<'a> Resume<'a> {
         if complete {
             dict.push((b"completed_time", encode_with(|e| e.emit_int(self.now))?));
         }
+        if !meta.web_seeds.is_empty() {
+            let seeds = encode_with(|e| {
+                e.emit_list(|list| {
+                    for url in &meta.web_seeds {
+                        list.emit_str(url)?;
+                    }
+                    Ok(())
+                })
+            })?;
+            dict.push((b"url-list", seeds));
+        }
         if let Some(hash) = meta.info_hash_v1() {
             dict.push((b"info-hash", encode_with(|e| e.emit_bytes(&hash))?));
         }
@@ -179,11 +190,16 @@ impl<'a> Resume<'a> {
         self.have.iter().map(|&h| u8::from(h)).collect()
     }
 
-    /// One tier per tracker, in the torrent's order (the parsed torrent keeps no tiers).
+    /// The torrent's tracker tiers, as libtorrent keeps them.
     fn emit_trackers(&self, e: SingleItemEncoder) -> Result<(), bendy::encoding::Error> {
         e.emit_list(|tiers| {
-            for url in &self.meta.trackers {
-                tiers.emit_list(|tier| tier.emit_str(url))?;
+            for tier in &self.meta.tracker_tiers {
+                tiers.emit_list(|list| {
+                    for url in tier {
+                        list.emit_str(url)?;
+                    }
+                    Ok(())
+                })?;
             }
             Ok(())
         })
