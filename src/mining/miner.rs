@@ -218,6 +218,17 @@ struct Shared {
     /// A solo job whose block was found: no device should go on with it.
     finished: AtomicU64,
     stop: AtomicBool,
+    /// Ranges of the current job that a device took and could not search (it failed, or the
+    /// watchdog dropped it): the next device to ask for work searches them first.
+    orphans: Mutex<Vec<Orphan>>,
+}
+
+/// A range of a job left unsearched: `count` nonces from `position` (`roll << 32 | nonce`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Orphan {
+    generation: u64,
+    position: u64,
+    count: u64,
 }
 
 impl Shared {
@@ -232,6 +243,38 @@ impl Shared {
             cursor: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            orphans: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn orphans(&self) -> std::sync::MutexGuard<'_, Vec<Orphan>> {
+        self.orphans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next range of job `generation` to search: an orphaned one first, else `size` nonces
+    /// from the cursor. Returns `(position, count)`.
+    fn next_range(&self, generation: u64, size: u64) -> (u64, u64) {
+        let orphan = {
+            let mut orphans = self.orphans();
+            orphans.retain(|o| o.generation == generation);
+            orphans.pop()
+        };
+        match orphan {
+            Some(orphan) => (orphan.position, orphan.count),
+            None => (self.cursor.fetch_add(size, Ordering::Relaxed), size),
+        }
+    }
+
+    /// Hands a range back for another device (or a later try) to search.
+    fn orphan(&self, generation: u64, position: u64, count: u64) {
+        if self.generation.load(Ordering::Relaxed) == generation {
+            self.orphans().push(Orphan {
+                generation,
+                position,
+                count,
+            });
         }
     }
 
@@ -244,6 +287,7 @@ impl Shared {
         current.generation += 1;
         current.job = job;
         self.cursor.store(0, Ordering::Relaxed);
+        self.orphans().clear();
         self.generation.store(current.generation, Ordering::Relaxed);
         self.changed.notify_all();
     }
@@ -327,7 +371,7 @@ fn hash_loop(
             }
             // Sized by `tune`; read each time since a GPU that fails over changes it.
             let scan_size = backend.scan_slice().min(easy_limit).clamp(1, 1 << 32);
-            let position = shared.cursor.fetch_add(scan_size, Ordering::Relaxed);
+            let (position, scan_size) = shared.next_range(generation, scan_size);
             let (roll, first) = (position >> 32, position & 0xffff_ffff);
             let header = match cached {
                 Some((r, header)) if r == roll => header,
@@ -345,9 +389,14 @@ fn hash_loop(
                 ScanJob::new(&header, first, count, kernel_target).expect("range inside 2^32");
             let outcome = match backend.scan(&scan) {
                 Ok(outcome) => outcome,
-                // The watchdog has given up on it and said so; the other devices go on.
-                Err(HashError::Dropped { .. }) => return,
+                // The watchdog has given up on it and said so; the other devices go on, and
+                // search its range.
+                Err(HashError::Dropped { .. }) => {
+                    shared.orphan(generation, position, count);
+                    return;
+                }
                 Err(e) => {
+                    shared.orphan(generation, position, count);
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     let _ = out.send(FromHasher::Failed(format!("{}: {e}", backend.name())));
                     thread::sleep(Duration::from_secs(1));
@@ -1035,5 +1084,120 @@ fn rejected_event(solution: &Solution, reason: String, stale: bool) -> MinerEven
         hash: solution.header.block_hash().to_string(),
         reason,
         stale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{BackendKind, Device, ScanOutcome};
+    use crate::mining::job::{JobExtra, JobWork};
+    use bitcoin::Target;
+
+    /// Records every range it is given; fails them all (`Dropped` or a plain error) when told.
+    struct Recorder {
+        ranges: Mutex<Vec<(u32, u64)>>,
+        fail: Option<fn() -> HashError>,
+    }
+
+    impl Device for Recorder {
+        fn name(&self) -> String {
+            "recorder".into()
+        }
+        fn kind(&self) -> BackendKind {
+            BackendKind::Cpu
+        }
+    }
+
+    impl NonceSearcher for Recorder {
+        fn scan_slice(&self) -> u64 {
+            1 << 28
+        }
+        fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, HashError> {
+            self.ranges
+                .lock()
+                .expect("ranges")
+                .push((job.start, job.count));
+            if let Some(fail) = self.fail {
+                return Err(fail());
+            }
+            thread::sleep(Duration::from_millis(2));
+            Ok(ScanOutcome {
+                found: Vec::new(),
+                hashes: job.count,
+                hw_errors: 0,
+            })
+        }
+    }
+
+    fn searches_what_a_failing_device_left(fail: fn() -> HashError) {
+        let shared = Arc::new(Shared::new());
+        let job = Arc::new(Job {
+            id: "header".into(),
+            work: JobWork::Header([0; 80]),
+            target: Target::ZERO,
+            solo: false,
+            height: None,
+            extra: JobExtra::None,
+        });
+        let failing = Arc::new(Recorder {
+            ranges: Mutex::new(Vec::new()),
+            fail: Some(fail),
+        });
+        let good = Arc::new(Recorder {
+            ranges: Mutex::new(Vec::new()),
+            fail: None,
+        });
+        let (tx, _rx) = mpsc::channel();
+        shared.set_job(Some(job));
+        let threads: Vec<_> = [Arc::clone(&failing), Arc::clone(&good)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, backend)| {
+                let (shared, tx) = (Arc::clone(&shared), tx.clone());
+                thread::spawn(move || {
+                    hash_loop(
+                        i,
+                        &shared,
+                        backend.as_ref(),
+                        &DeviceCounters::default(),
+                        false,
+                        &tx,
+                    );
+                })
+            })
+            .collect();
+        // The job is 2^32 nonces, 16 ranges of 2^28: wait (bounded) until all are searched.
+        let all: Vec<(u32, u64)> = (0..16).map(|i| (i << 28, 1 << 28)).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let searched = || {
+            let mut ranges = good.ranges.lock().expect("ranges").clone();
+            ranges.sort_unstable();
+            ranges.dedup();
+            ranges
+        };
+        while searched() != all && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        shared.stop();
+        for thread in threads {
+            thread.join().expect("hash loop");
+        }
+        assert!(!failing.ranges.lock().expect("ranges").is_empty());
+        assert_eq!(searched(), all, "the good device searched every range");
+    }
+
+    #[test]
+    fn a_dropped_devices_range_is_searched_by_another() {
+        searches_what_a_failing_device_left(|| HashError::Dropped {
+            device: "gpu:9".into(),
+            restarts: 3,
+            reason: "test".into(),
+        });
+    }
+
+    #[test]
+    fn a_failed_scans_range_is_searched_again() {
+        searches_what_a_failing_device_left(|| HashError::ZeroPieceLength);
     }
 }
