@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod background;
+pub mod chain;
 pub mod endpoint;
 pub mod failover;
 pub mod gbt;
@@ -18,6 +19,7 @@ pub mod source;
 pub mod stats;
 pub mod status;
 pub mod stratum;
+pub mod stratum2;
 pub mod target;
 pub mod temperature;
 
