@@ -4,10 +4,16 @@
 mod util;
 
 use std::collections::HashMap;
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+
 use util::miner::{events, summary, Miner};
-use util::node::{require_harness, wait_for, Node};
+use util::node::{
+    free_port, harness_dir, require_harness, temp_dir, wait_for, Node, Process, ADDRESS, API_KEY,
+};
 use util::sv2::Sv2Pool;
 
 #[test]
@@ -69,4 +75,260 @@ fn sv2_shares_are_accepted_by_the_real_pool() {
             "{accepted} vs {target}"
         );
     }
+}
+
+#[test]
+fn sv2_status_api_survives_a_pool_restart_and_sigterm_answers_every_share() {
+    require_harness();
+    let node = Node::start();
+    let mut pool = Sv2Pool::start(&node);
+    let url = pool.url();
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--user",
+            "tester",
+            "--backend",
+            "cpu",
+            "--api",
+            "0",
+            "--duration",
+            "120",
+            "--status-every",
+            "0.5",
+        ],
+        &[],
+    );
+    miner.wait_for(Duration::from_secs(30), "accepted shares", || {
+        miner.count("accepted") >= 3
+    });
+    let api = miner
+        .events()
+        .iter()
+        .find(|e| e["event"] == "api")
+        .and_then(|e| e["url"].as_str().map(str::to_owned))
+        .expect("an api event");
+    let mut board = Value::Null;
+    wait_for(Duration::from_secs(10), "the API to show shares", || {
+        let answer = util::http("GET", &format!("{api}/summary"));
+        assert_eq!(answer.status, 200);
+        board = serde_json::from_str(&answer.body).expect("JSON");
+        board["shares"]["accepted"].as_u64().unwrap_or(0) >= 1
+            && board["hashrate"].as_f64().unwrap_or(0.0) > 0.0
+    });
+    assert_eq!(board["pool"]["url"], url.as_str());
+    assert_eq!(board["pool"]["connected"], true);
+    assert!(
+        board["pool"]["difficulty"]
+            .as_f64()
+            .is_some_and(|d| d > 0.0),
+        "{board}"
+    );
+    assert!(board["pool"]["job"].is_string(), "{board}");
+    let device = &board["devices"][0];
+    assert!(device["hashes"].as_u64().is_some_and(|h| h > 0), "{board}");
+    assert_eq!(device["hw_errors"], 0);
+    let metrics = util::http("GET", &format!("{api}/metrics"));
+    let samples = util::prometheus_samples(&metrics.body);
+    assert!(samples
+        .iter()
+        .any(|(s, v)| s == "peerhash_shares_total{result=\"accepted\"}" && *v >= 1.0));
+    assert!(samples
+        .iter()
+        .any(|(s, v)| s == &format!("peerhash_pool_connected{{url=\"{url}\"}}") && *v == 1.0));
+
+    // The pool goes away and comes back on the same port (new channel, new job ids).
+    let before = miner.count("accepted");
+    pool.restart();
+    miner.wait_for(Duration::from_secs(10), "the miner to notice", || {
+        miner.count("disconnected") >= 1
+    });
+    miner.wait_for(
+        Duration::from_secs(40),
+        "shares on the restarted pool",
+        || pool.accepted_shares() >= 2 && miner.count("accepted") >= before + 2,
+    );
+    assert!(miner.count("connected") >= 2);
+
+    // SIGTERM: the miner stops hashing, submits what it found and waits for the answers.
+    miner.signal("TERM");
+    let (all, stderr) = miner.finish(Duration::from_secs(20));
+    let summary = summary(&all);
+    let found = summary["found"].as_u64().expect("found");
+    let answered = ["accepted", "rejected", "stale"]
+        .iter()
+        .map(|k| summary[k].as_u64().expect("a count"))
+        .sum::<u64>();
+    assert_eq!(
+        found, answered,
+        "every found share answered: {summary}\n{stderr}"
+    );
+    assert_eq!(summary["hw_errors"], 0, "{summary}");
+    assert!(
+        events(&all, "error").is_empty(),
+        "{:?}",
+        events(&all, "error")
+    );
+}
+
+/// `[1, 0] || x-only key` in base58-check: the secp256k1 generator, a valid key that is not the
+/// pool's authority.
+fn wrong_authority_key() -> String {
+    let g_x = hex::decode("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+        .expect("hex");
+    bitcoin::base58::encode_check(&[[1u8, 0].as_slice(), &g_x].concat())
+}
+
+#[test]
+fn sv2_a_wrong_authority_key_is_refused_before_any_work() {
+    require_harness();
+    let node = Node::start();
+    let pool = Sv2Pool::start(&node);
+    let key = wrong_authority_key();
+    assert_ne!(key, pool.authority_key());
+    let url = format!("stratum2+tcp://127.0.0.1:{}/{key}", pool.port());
+    let (ok, all, stderr) = Miner::spawn(
+        &["--url", &url, "--backend", "cpu", "--duration", "30"],
+        &[],
+    )
+    .finish_with_status(Duration::from_secs(30));
+    assert!(!ok, "the miner must stop: {all:?}");
+    assert!(
+        stderr.contains("not signed by the authority key"),
+        "{stderr}"
+    );
+    assert!(events(&all, "new_job").is_empty(), "{all:?}");
+    assert!(events(&all, "connected").is_empty(), "{all:?}");
+    assert!(
+        !pool.log().contains("OpenStandardMiningChannel"),
+        "{}",
+        pool.log()
+    );
+}
+
+/// stratum-pool-sha256 (the v1 pool of tests/mining_live.rs) through run-pool.js.
+struct V1Pool {
+    process: Process,
+    port: u16,
+}
+
+impl V1Pool {
+    fn start(node: &Node) -> Self {
+        let port = free_port();
+        let process = Process::spawn(
+            Command::new("node").current_dir(harness_dir()).args([
+                "run-pool.js",
+                &port.to_string(),
+                &node.port.to_string(),
+                API_KEY,
+                ADDRESS,
+            ]),
+            temp_dir("v1pool").join("pool.log"),
+        );
+        wait_for(Duration::from_secs(30), "the v1 pool to start", || {
+            process.log().contains(r#"{"event":"started"}"#)
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self { process, port }
+    }
+
+    fn accepted(&self) -> usize {
+        self.process
+            .log()
+            .lines()
+            .filter(|l| l.starts_with(r#"{"event":"share""#) && l.contains(r#""valid":true"#))
+            .count()
+    }
+}
+
+impl Drop for V1Pool {
+    fn drop(&mut self) {
+        self.process.stop();
+    }
+}
+
+#[test]
+fn sv2_a_dead_v2_url_fails_over_to_a_live_v1_pool() {
+    require_harness();
+    let node = Node::start();
+    let v1 = V1Pool::start(&node);
+    let dead = format!(
+        "stratum2+tcp://127.0.0.1:{}/{}",
+        free_port(),
+        util::sv2::AUTHORITY_PUBLIC_KEY
+    );
+    let live = format!("stratum+tcp://127.0.0.1:{}", v1.port);
+    let (all, _) = Miner::spawn(
+        &[
+            "--url",
+            &dead,
+            "--url",
+            &live,
+            "--shares",
+            "3",
+            "--backend",
+            "cpu",
+        ],
+        &[],
+    )
+    .finish(Duration::from_secs(60));
+    let unreachable = events(&all, "unreachable");
+    assert!(
+        unreachable.iter().any(|e| e["url"] == dead.as_str()),
+        "{all:?}"
+    );
+    assert!(
+        events(&all, "connected")
+            .iter()
+            .any(|e| e["url"] == live.as_str()),
+        "{all:?}"
+    );
+    assert_eq!(summary(&all)["accepted"], 3);
+    wait_for(Duration::from_secs(5), "the v1 pool's share log", || {
+        v1.accepted() >= 3
+    });
+}
+
+#[test]
+fn sv2_a_block_found_through_the_pool_lands_on_bcoin() {
+    require_harness();
+    let node = Node::start();
+    // pool_sv2 always builds a segwit coinbase; bcoin's regtest activates segwit at 432.
+    let height = node.height();
+    if height < 432 {
+        node.rpc("generatetoaddress", json!([432 - height, ADDRESS]));
+    }
+    let pool = Sv2Pool::start(&node);
+    let start_height = node.height();
+    let url = pool.url();
+    let miner = Miner::spawn(
+        &["--url", &url, "--backend", "cpu", "--duration", "120"],
+        &[],
+    );
+    miner.wait_for(Duration::from_secs(90), "a block on bcoin", || {
+        !pool.blocks_submitted().is_empty() && node.height() > start_height
+    });
+    // The new tip reaches the miner as a SetNewPrevHash: a clean job, hashed at once.
+    miner.wait_for(
+        Duration::from_secs(30),
+        "a clean job on the new tip",
+        || {
+            events(&miner.events(), "new_job")
+                .iter()
+                .filter(|e| e["clean"] == true)
+                .count()
+                >= 2
+        },
+    );
+    miner.signal("INT");
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    let blocks = pool.blocks_submitted();
+    for block in &blocks {
+        // bcoin holds the very block the pool assembled from the miner's header.
+        let at = node.rpc("getblockhash", json!([block["height"]]));
+        assert_eq!(at, block["hash"], "{blocks:?}");
+    }
+    assert!(summary(&all)["accepted"].as_u64() >= Some(1));
+    eprintln!("blocks: {:?}", pool.blocks_submitted());
 }
