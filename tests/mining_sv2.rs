@@ -332,3 +332,76 @@ fn sv2_a_block_found_through_the_pool_lands_on_bcoin() {
     assert!(summary(&all)["accepted"].as_u64() >= Some(1));
     eprintln!("blocks: {:?}", pool.blocks_submitted());
 }
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[test]
+fn sv2_a_new_prev_hash_is_hashed_within_milliseconds() {
+    require_harness();
+    let node = Node::start();
+    let pool = Sv2Pool::start(&node);
+    let url = pool.url();
+    let miner = Miner::spawn(
+        &["--url", &url, "--backend", "cpu", "--duration", "120"],
+        &[],
+    );
+    miner.wait_for(Duration::from_secs(30), "shares", || {
+        pool.accepted_shares() >= 1
+    });
+    let (mut job_to_hashing, mut block_to_hashing) = (Vec::new(), Vec::new());
+    for _ in 0..8 {
+        let seen = miner.count("new_job");
+        let generated = unix_now();
+        node.rpc("generatetoaddress", json!([1, ADDRESS]));
+        miner.wait_for(Duration::from_secs(10), "a clean job", || {
+            miner
+                .events()
+                .iter()
+                .filter(|e| e["event"] == "new_job")
+                .skip(seen)
+                .any(|e| e["clean"] == true)
+        });
+        let all = miner.events();
+        let clean = events(&all, "new_job")
+            .into_iter()
+            .skip(seen)
+            .find(|e| e["clean"] == true)
+            .expect("the clean job")
+            .clone();
+        let job = clean["job"].clone();
+        let at = clean["time"].as_f64().expect("time");
+        miner.wait_for(Duration::from_secs(10), "hashing the clean job", || {
+            miner.events().iter().any(|e| {
+                e["event"] == "hashing" && e["job"] == job && e["time"].as_f64() >= Some(at)
+            })
+        });
+        let all = miner.events();
+        let hashing = all
+            .iter()
+            .find(|e| e["event"] == "hashing" && e["job"] == job && e["time"].as_f64() >= Some(at))
+            .expect("hashing event");
+        let hashed = hashing["time"].as_f64().expect("time");
+        job_to_hashing.push((hashed - at) * 1000.0);
+        block_to_hashing.push((hashed - generated) * 1000.0);
+    }
+    let job_median = median(&mut job_to_hashing);
+    let block_median = median(&mut block_to_hashing);
+    eprintln!(
+        "stratum v2: SetNewPrevHash (clean job) -> hashing: median {job_median:.1} ms {job_to_hashing:.1?}; \
+         generatetoaddress -> hashing: median {block_median:.1} ms (the bridge polls bcoin every 500 ms)"
+    );
+    assert!(job_median < 1000.0, "{job_to_hashing:?}");
+    miner.signal("INT");
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    assert_eq!(summary(&all)["rejected"], 0);
+}
