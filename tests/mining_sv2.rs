@@ -405,3 +405,54 @@ fn sv2_a_new_prev_hash_is_hashed_within_milliseconds() {
     let (all, _) = miner.finish(Duration::from_secs(20));
     assert_eq!(summary(&all)["rejected"], 0);
 }
+
+/// The median hash rate of the status lines after the first few seconds of a run.
+fn steady_hash_rate(url: &str) -> f64 {
+    let (all, _) = Miner::spawn(
+        &[
+            "--url",
+            url,
+            "--backend",
+            "cpu",
+            "--duration",
+            "10",
+            "--status-every",
+            "1",
+        ],
+        &[],
+    )
+    .finish(Duration::from_secs(40));
+    let mut rates: Vec<f64> = events(&all, "status")
+        .iter()
+        .skip(3)
+        .filter(|e| e["connected"] == true)
+        .filter_map(|e| e["hashrate"].as_f64())
+        .collect();
+    assert!(rates.len() >= 3, "{all:?}");
+    median(&mut rates)
+}
+
+#[test]
+fn sv2_hashes_as_fast_as_v1_on_the_same_backend() {
+    require_harness();
+    let node = Node::start();
+    let v2 = Sv2Pool::start(&node);
+    let v1 = V1Pool::start(&node);
+    let v1_url = format!("stratum+tcp://127.0.0.1:{}", v1.port);
+    // Alternating runs, so that whatever else the machine does hits both alike.
+    let (mut v1_rates, mut v2_rates) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        v1_rates.push(steady_hash_rate(&v1_url));
+        v2_rates.push(steady_hash_rate(&v2.url()));
+    }
+    let v1_rate = v1_rates.iter().sum::<f64>() / 2.0;
+    let v2_rate = v2_rates.iter().sum::<f64>() / 2.0;
+    let ratio = v2_rate / v1_rate;
+    eprintln!(
+        "cpu backend: v1 {:.2} MH/s {v1_rates:.0?}, v2 {:.2} MH/s {v2_rates:.0?}: v2/v1 = {ratio:.3}",
+        v1_rate / 1e6,
+        v2_rate / 1e6
+    );
+    // 2% is the goal on a quiet machine; a shared CI runner gets a wider margin.
+    assert!(ratio >= 0.9, "v2/v1 = {ratio}");
+}
