@@ -22,6 +22,9 @@ pub struct PoolChain {
     last_error: Option<String>,
     /// Events of the chain's own (shares found while no pool was connected).
     events: Vec<SourceEvent>,
+    /// Per pool, the last reason it could not be reached: each new reason is said once, as a
+    /// single source does (every attempt here is a fresh source that would say it again).
+    said: Vec<Option<String>>,
 }
 
 fn ends_session(event: &SourceEvent) -> bool {
@@ -37,6 +40,7 @@ impl PoolChain {
     #[must_use]
     pub fn new(pools: Vec<(String, MakePool)>) -> Self {
         assert!(!pools.is_empty(), "at least one pool URL");
+        let said = vec![None; pools.len()];
         Self {
             failover: Failover::new(
                 pools.len(),
@@ -47,6 +51,7 @@ impl PoolChain {
             active: None,
             last_error: None,
             events: Vec::new(),
+            said,
         }
     }
 
@@ -87,21 +92,30 @@ impl WorkSource for PoolChain {
         let Some(source) = self.active.as_mut() else {
             return Ok(Vec::new());
         };
-        let events = source.poll(timeout)?;
-        for event in &events {
-            match event {
-                SourceEvent::Connected { .. } => {
-                    self.failover.succeeded();
-                    self.last_error = None;
-                }
-                SourceEvent::Disconnected { url, reason }
-                | SourceEvent::Unreachable { url, reason } => {
-                    self.last_error = Some(format!("{url}: {reason}"));
-                }
-                _ => {}
+        let mut events = source.poll(timeout)?;
+        let current = self.failover.current();
+        let ended = events.iter().any(ends_session);
+        events.retain(|event| match event {
+            SourceEvent::Connected { .. } => {
+                self.failover.succeeded();
+                self.last_error = None;
+                self.said[current] = None;
+                true
             }
-        }
-        if events.iter().any(ends_session) {
+            SourceEvent::Disconnected { url, reason } => {
+                self.last_error = Some(format!("{url}: {reason}"));
+                true
+            }
+            SourceEvent::Unreachable { url, reason } => {
+                let message = format!("{url}: {reason}");
+                self.last_error = Some(message.clone());
+                let new = self.said[current].as_ref() != Some(&message);
+                self.said[current] = Some(message);
+                new
+            }
+            _ => true,
+        });
+        if ended {
             self.active = None;
             self.failover.failed(Instant::now());
         }
@@ -136,5 +150,79 @@ impl WorkSource for PoolChain {
             .as_ref()
             .and_then(|s| s.last_error())
             .or_else(|| self.last_error.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool that is down (every poll: unreachable) or up (connects on the first poll).
+    struct Fake {
+        url: &'static str,
+        up: bool,
+        polls: u32,
+    }
+
+    impl WorkSource for Fake {
+        fn poll(&mut self, _: Duration) -> Result<Vec<SourceEvent>, SourceError> {
+            self.polls += 1;
+            let url = self.url.to_owned();
+            Ok(match (self.up, self.polls) {
+                (true, 1) => vec![SourceEvent::Connected { url }],
+                (true, _) => Vec::new(),
+                (false, _) => vec![SourceEvent::Unreachable {
+                    url,
+                    reason: "refused".into(),
+                }],
+            })
+        }
+
+        fn submit(&mut self, _: Solution) {}
+
+        fn url(&self) -> String {
+            self.url.to_owned()
+        }
+    }
+
+    fn pool(url: &'static str, up: bool) -> (String, MakePool) {
+        (
+            url.to_owned(),
+            Box::new(move || Box::new(Fake { url, up, polls: 0 })),
+        )
+    }
+
+    #[test]
+    fn a_dead_first_pool_is_named_once_and_the_next_one_is_used() {
+        let mut chain = PoolChain::new(vec![pool("a", false), pool("b", true)]);
+        let first = chain.poll(Duration::ZERO).expect("polls");
+        assert!(matches!(&first[..], [SourceEvent::Unreachable { url, .. }] if url == "a"));
+        assert_eq!(chain.url(), "b");
+        let mut connected = Vec::new();
+        for _ in 0..200 {
+            connected.extend(chain.poll(Duration::from_millis(5)).expect("polls"));
+            if !connected.is_empty() {
+                break;
+            }
+        }
+        assert!(matches!(&connected[..], [SourceEvent::Connected { url }] if url == "b"));
+        assert!(chain.last_error().is_none());
+    }
+
+    #[test]
+    fn a_pool_that_stays_down_is_named_once_per_reason() {
+        let mut chain = PoolChain::new(vec![pool("a", false)]);
+        let mut said = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1200) {
+            said += chain
+                .poll(Duration::from_millis(10))
+                .expect("polls")
+                .iter()
+                .filter(|e| matches!(e, SourceEvent::Unreachable { .. }))
+                .count();
+        }
+        assert_eq!(said, 1);
+        assert_eq!(chain.last_error().as_deref(), Some("a: refused"));
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bitcoin::Target;
 use codec_sv2::{
-    Decoded, Decrypted, Handshake, InitiatorSent, NoiseDecoder, NoiseEncoder,
+    Decoded, Decrypted, Handshake, InitiatorSent, NoiseDecoder, NoiseEncoder, Transport,
     TransportDecryptState, TransportEncryptState,
 };
 use framing_sv2::framing::MessageFrame;
@@ -165,6 +165,32 @@ fn read_some(
 /// Bound on decoder rounds without new bytes (a decoder that asks for nothing forever is a bug).
 const MAX_ROUNDS: usize = 1024;
 
+/// Checks the pool's handshake reply (its ephemeral and static keys and the certificate signed
+/// by the authority key) and derives the session keys.
+fn finish_handshake(sent: Handshake<InitiatorSent>, reply: &[u8]) -> Result<Transport, Sv2Error> {
+    let reply: [u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE] =
+        reply.try_into().map_err(|_| Sv2Error::Closed)?;
+    sent.step_2(reply).map_err(|e| match e {
+        codec_sv2::Error::NoiseSv2Error(noise_sv2::Error::InvalidCertificate(_)) => {
+            Sv2Error::Authority
+        }
+        other => Sv2Error::Handshake(other),
+    })
+}
+
+/// Runs the miner's side of a handshake against `reply` as if a pool had sent it (for fuzzing:
+/// whatever a pool answers before it is authenticated must give an error, never a panic).
+///
+/// # Errors
+/// Whatever is wrong with the reply; [`Sv2Error::Authority`] when the certificate fails.
+pub fn check_handshake_reply(authority: [u8; 32], reply: &[u8]) -> Result<(), Sv2Error> {
+    let initiator = Initiator::from_raw_k(authority).map_err(|e| Sv2Error::Handshake(e.into()))?;
+    let (_, sent) = Handshake::initiator(initiator)
+        .step_0()
+        .map_err(Sv2Error::Handshake)?;
+    finish_handshake(sent, reply).map(|_| ())
+}
+
 impl Conn {
     /// Connects and runs the Noise NX handshake as the initiator, checking the certificate.
     fn open(endpoint: &Sv2Endpoint, deadline: Instant) -> Result<Self, Sv2Error> {
@@ -217,14 +243,7 @@ impl Conn {
                 rounds = 0;
             }
         };
-        let reply: [u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE] =
-            reply.payload().try_into().map_err(|_| Sv2Error::Closed)?;
-        let transport = sent.step_2(reply).map_err(|e| match e {
-            codec_sv2::Error::NoiseSv2Error(noise_sv2::Error::InvalidCertificate(_)) => {
-                Sv2Error::Authority
-            }
-            other => Sv2Error::Handshake(other),
-        })?;
+        let transport = finish_handshake(sent, reply.payload())?;
         let (encrypt, decrypt) = transport.split();
         Ok(Self {
             stream,

@@ -6,5 +6,5 @@ mod client;
 pub mod messages;
 mod url;
 
-pub use client::{Sv2Error, Sv2Pool, Sv2Source};
-pub use url::{BadSv2Url, Sv2Endpoint};
+pub use client::{check_handshake_reply, Sv2Error, Sv2Pool, Sv2Source};
+pub use url::{parse_authority_key, BadSv2Url, Sv2Endpoint};
