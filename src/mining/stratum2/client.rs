@@ -456,11 +456,13 @@ impl Sv2Source {
         self.drain()
     }
 
+    /// A job on the current tip; `min_ntime` when the job brings its own.
     fn make_job(
         session: &mut Session,
         job_id: u32,
         version: u32,
         merkle_root: [u8; 32],
+        min_ntime: Option<u32>,
     ) -> Option<Arc<Job>> {
         let tip = session.tip.as_ref()?;
         let job = Arc::new(Job {
@@ -469,7 +471,7 @@ impl Sv2Source {
                 version: i32::from_ne_bytes(version.to_ne_bytes()),
                 prev_hash: tip.prev_hash,
                 merkle_root,
-                time: tip.min_ntime,
+                time: min_ntime.map_or(tip.min_ntime, |t| t.max(tip.min_ntime)),
                 bits: tip.nbits,
                 version_mask: session.version_mask,
             }),
@@ -552,10 +554,9 @@ impl Sv2Source {
                     }
                 }
                 Some(ntime) => {
-                    if let Some(tip) = session.tip.as_mut() {
-                        tip.min_ntime = tip.min_ntime.max(ntime);
-                    }
-                    if let Some(job) = Self::make_job(session, job_id, version, merkle_root) {
+                    if let Some(job) =
+                        Self::make_job(session, job_id, version, merkle_root, Some(ntime))
+                    {
                         self.events.push(SourceEvent::NewJob { job, clean: false });
                     }
                 }
@@ -577,9 +578,13 @@ impl Sv2Source {
                 session.future.clear();
                 match activated {
                     Some(future) => {
-                        if let Some(job) =
-                            Self::make_job(session, job_id, future.version, future.merkle_root)
-                        {
+                        if let Some(job) = Self::make_job(
+                            session,
+                            job_id,
+                            future.version,
+                            future.merkle_root,
+                            None,
+                        ) {
                             self.events.push(SourceEvent::NewJob { job, clean: true });
                         }
                     }
