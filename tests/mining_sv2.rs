@@ -78,6 +78,38 @@ fn sv2_shares_are_accepted_by_the_real_pool() {
 }
 
 #[test]
+fn sv2_extended_channel_shares_are_accepted_by_the_real_pool() {
+    require_harness();
+    let node = Node::start();
+    let pool = Sv2Pool::start(&node);
+    let url = pool.url();
+    // The test hook makes the miner open an extended channel, which SRI's pool would otherwise
+    // leave to proxies: coinbase jobs, the miner rolling its own extranonce.
+    let (all, _) = Miner::spawn(
+        &[
+            "--url",
+            &url,
+            "--shares",
+            "5",
+            "--backend",
+            "cpu",
+            "--test-submit-bad-share",
+        ],
+        &[("PEERHASH_SV2_EXTENDED", "1")],
+    )
+    .finish(Duration::from_secs(90));
+    let summary = summary(&all);
+    assert_eq!(summary["accepted"], 5, "{summary}");
+    assert_eq!(summary["rejected"], 1, "the forced bad share: {summary}");
+    wait_for(Duration::from_secs(5), "the pool's share log", || {
+        pool.accepted_shares() >= 5
+    });
+    let log = pool.log();
+    assert!(log.contains("OpenExtendedMiningChannel"), "{log}");
+    assert!(!log.contains("Received OpenStandardMiningChannel"), "{log}");
+}
+
+#[test]
 fn sv2_status_api_survives_a_pool_restart_and_sigterm_answers_every_share() {
     require_harness();
     let node = Node::start();

@@ -22,7 +22,7 @@ use noise_sv2::{Initiator, INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE};
 use super::messages::{self, FrameError, PoolMessage};
 use super::url::Sv2Endpoint;
 use crate::mining::failover::{Failover, PRIMARY_RETRY};
-use crate::mining::job::{Job, JobExtra, JobWork, Solution, StandardWork};
+use crate::mining::job::{CoinbaseWork, Job, JobExtra, JobWork, Solution, StandardWork};
 use crate::mining::source::{SourceError, SourceEvent, WorkSource};
 use crate::mining::test_hook_duration;
 
@@ -318,10 +318,19 @@ enum Stage {
     Open,
 }
 
-/// A job the pool sent for a prev hash still to come.
-struct FutureJob {
-    version: u32,
-    merkle_root: [u8; 32],
+/// What a job message gives, before a tip makes it a [`Job`].
+#[derive(Clone)]
+enum JobSpec {
+    /// Standard channel: the pool fixed the merkle root.
+    Standard { version: u32, merkle_root: [u8; 32] },
+    /// Extended channel: the coinbase around the extranonce, and its merkle branch.
+    Extended {
+        version: u32,
+        version_rolling: bool,
+        branch: Vec<[u8; 32]>,
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+    },
 }
 
 /// The chain tip the channel's jobs build on.
@@ -338,7 +347,13 @@ struct Session {
     channel_id: u32,
     target: Target,
     version_mask: u32,
-    future: HashMap<u32, FutureJob>,
+    /// An extended channel (coinbase jobs) rather than a standard one (header-only jobs).
+    extended: bool,
+    extranonce_prefix: Vec<u8>,
+    /// Bytes of extranonce the miner rolls (extended channels).
+    extranonce_size: usize,
+    /// Jobs the pool sent for a prev hash still to come.
+    future: HashMap<u32, JobSpec>,
     tip: Option<Tip>,
     /// Jobs handed out in this session, by job id (the newest [`KEPT_JOBS`]).
     jobs: BTreeMap<u32, Arc<Job>>,
@@ -358,6 +373,22 @@ pub struct Sv2Source {
     response_timeout: Duration,
     idle_limit: Duration,
     last_error: Option<String>,
+    /// Open an extended channel even when the pool would take a standard one (test hook).
+    prefer_extended: bool,
+}
+
+/// Extranonce bytes asked for on an extended channel: 2^32 coinbases per job, each with the
+/// rolled version bits.
+const MIN_EXTRANONCE_SIZE: u16 = 4;
+
+/// With the `test-hooks` feature, whether `PEERHASH_SV2_EXTENDED` is set (the tests open
+/// extended channels with SRI's pool, which would take standard ones).
+fn prefer_extended() -> bool {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("PEERHASH_SV2_EXTENDED").is_some() {
+        return true;
+    }
+    false
 }
 
 /// The difficulty (relative to the difficulty-1 target) of a share target.
@@ -376,6 +407,7 @@ impl Sv2Source {
             response_timeout: test_hook_duration("PEERHASH_STRATUM_TIMEOUT_MS", RESPONSE_TIMEOUT),
             idle_limit: test_hook_duration("PEERHASH_STRATUM_IDLE_MS", IDLE_LIMIT),
             last_error: None,
+            prefer_extended: prefer_extended(),
         }
     }
 
@@ -388,7 +420,13 @@ impl Sv2Source {
             messages::setup_connection(
                 host,
                 port,
-                messages::REQUIRES_STANDARD_JOBS | messages::REQUIRES_VERSION_ROLLING,
+                if self.prefer_extended {
+                    // A pool refuses extended channels on a connection that asked for
+                    // standard jobs only.
+                    messages::REQUIRES_VERSION_ROLLING
+                } else {
+                    messages::REQUIRES_STANDARD_JOBS | messages::REQUIRES_VERSION_ROLLING
+                },
             ),
             common_messages_sv2::MESSAGE_TYPE_SETUP_CONNECTION,
             common_messages_sv2::CHANNEL_BIT_SETUP_CONNECTION,
@@ -399,6 +437,9 @@ impl Sv2Source {
             channel_id: 0,
             target: Target::MAX,
             version_mask: 0,
+            extended: false,
+            extranonce_prefix: Vec::new(),
+            extranonce_size: 0,
             future: HashMap::new(),
             tip: None,
             jobs: BTreeMap::new(),
@@ -460,21 +501,50 @@ impl Sv2Source {
     fn make_job(
         session: &mut Session,
         job_id: u32,
-        version: u32,
-        merkle_root: [u8; 32],
+        spec: JobSpec,
         min_ntime: Option<u32>,
     ) -> Option<Arc<Job>> {
         let tip = session.tip.as_ref()?;
-        let job = Arc::new(Job {
-            id: job_id.to_string(),
-            work: JobWork::Standard(StandardWork {
-                version: i32::from_ne_bytes(version.to_ne_bytes()),
+        let time = min_ntime.map_or(tip.min_ntime, |t| t.max(tip.min_ntime));
+        let signed = |version: u32| i32::from_ne_bytes(version.to_ne_bytes());
+        let work = match spec {
+            JobSpec::Standard {
+                version,
+                merkle_root,
+            } => JobWork::Standard(StandardWork {
+                version: signed(version),
                 prev_hash: tip.prev_hash,
                 merkle_root,
-                time: min_ntime.map_or(tip.min_ntime, |t| t.max(tip.min_ntime)),
+                time,
                 bits: tip.nbits,
                 version_mask: session.version_mask,
             }),
+            JobSpec::Extended {
+                version,
+                version_rolling,
+                branch,
+                prefix,
+                suffix,
+            } => JobWork::Coinbase(CoinbaseWork {
+                version: signed(version),
+                prev_hash: tip.prev_hash,
+                time,
+                bits: tip.nbits,
+                coinb1: prefix,
+                extranonce1: session.extranonce_prefix.clone(),
+                extranonce2_size: session.extranonce_size,
+                coinb2: suffix,
+                branch,
+                version_mask: if version_rolling {
+                    session.version_mask
+                } else {
+                    0
+                },
+            }),
+        };
+        let job = Arc::new(Job {
+            id: job_id.to_string(),
+            work,
             target: session.target,
             solo: false,
             height: None,
@@ -486,6 +556,26 @@ impl Sv2Source {
         }
         session.live.insert(job_id);
         Some(job)
+    }
+
+    /// A job message: kept for its prev hash (a future job) or a job on the current tip now.
+    fn on_job(
+        session: &mut Session,
+        job_id: u32,
+        spec: JobSpec,
+        min_ntime: Option<u32>,
+    ) -> Option<Arc<Job>> {
+        if min_ntime.is_none() {
+            session.future.insert(job_id, spec);
+            // Future jobs only wait for their prev hash; a pool that never sends it must not
+            // grow this without bound.
+            while session.future.len() > KEPT_JOBS {
+                let oldest = *session.future.keys().min()?;
+                session.future.remove(&oldest);
+            }
+            return None;
+        }
+        Self::make_job(session, job_id, spec, min_ntime)
     }
 
     fn handle(&mut self, message: PoolMessage) -> Result<(), Sv2Error> {
@@ -503,11 +593,26 @@ impl Sv2Source {
                     0
                 };
                 session.stage = Stage::Opening;
-                session.conn.send(
-                    messages::open_standard_channel(1, &self.pool.user, NOMINAL_HASH_RATE),
-                    mining_sv2::MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL,
-                    mining_sv2::CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL,
-                )?;
+                session.extended =
+                    self.prefer_extended || flags & messages::REQUIRES_EXTENDED_CHANNELS != 0;
+                if session.extended {
+                    session.conn.send(
+                        messages::open_extended_channel(
+                            1,
+                            &self.pool.user,
+                            NOMINAL_HASH_RATE,
+                            MIN_EXTRANONCE_SIZE,
+                        ),
+                        mining_sv2::MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL,
+                        mining_sv2::CHANNEL_BIT_OPEN_EXTENDED_MINING_CHANNEL,
+                    )?;
+                } else {
+                    session.conn.send(
+                        messages::open_standard_channel(1, &self.pool.user, NOMINAL_HASH_RATE),
+                        mining_sv2::MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL,
+                        mining_sv2::CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL,
+                    )?;
+                }
             }
             PoolMessage::SetupError { code, .. } => return Err(Sv2Error::SetupRefused { code }),
             PoolMessage::OpenSuccess {
@@ -515,9 +620,25 @@ impl Sv2Source {
                 channel_id,
                 target,
                 ..
-            } if session.stage == Stage::Opening => {
+            } if session.stage == Stage::Opening && !session.extended => {
                 session.channel_id = channel_id;
                 session.target = Target::from_le_bytes(target);
+                session.stage = Stage::Open;
+                self.events.push(SourceEvent::Difficulty {
+                    difficulty: difficulty(session.target),
+                });
+            }
+            PoolMessage::OpenExtendedSuccess {
+                request_id: 1,
+                channel_id,
+                target,
+                extranonce_size,
+                extranonce_prefix,
+            } if session.stage == Stage::Opening && session.extended => {
+                session.channel_id = channel_id;
+                session.target = Target::from_le_bytes(target);
+                session.extranonce_prefix = extranonce_prefix;
+                session.extranonce_size = usize::from(extranonce_size).min(32);
                 session.stage = Stage::Open;
                 self.events.push(SourceEvent::Difficulty {
                     difficulty: difficulty(session.target),
@@ -535,32 +656,43 @@ impl Sv2Source {
                 min_ntime,
                 version,
                 merkle_root,
-            } if mine(channel_id) => match min_ntime {
-                None => {
-                    session.future.insert(
-                        job_id,
-                        FutureJob {
-                            version,
-                            merkle_root,
-                        },
-                    );
-                    // Future jobs only wait for their prev hash; a pool that never sends it
-                    // must not grow this without bound.
-                    while session.future.len() > KEPT_JOBS {
-                        let Some(&oldest) = session.future.keys().min() else {
-                            break;
-                        };
-                        session.future.remove(&oldest);
-                    }
+            } if mine(channel_id) && !session.extended => {
+                let spec = JobSpec::Standard {
+                    version,
+                    merkle_root,
+                };
+                if let Some(job) = Self::on_job(session, job_id, spec, min_ntime) {
+                    self.events.push(SourceEvent::NewJob { job, clean: false });
                 }
-                Some(ntime) => {
-                    if let Some(job) =
-                        Self::make_job(session, job_id, version, merkle_root, Some(ntime))
-                    {
-                        self.events.push(SourceEvent::NewJob { job, clean: false });
-                    }
+            }
+            PoolMessage::NewExtendedJob {
+                channel_id,
+                job_id,
+                min_ntime,
+                version,
+                version_rolling_allowed,
+                merkle_path,
+                coinbase_prefix,
+                coinbase_suffix,
+            } if mine(channel_id) && session.extended => {
+                let spec = JobSpec::Extended {
+                    version,
+                    version_rolling: version_rolling_allowed,
+                    branch: merkle_path,
+                    prefix: coinbase_prefix,
+                    suffix: coinbase_suffix,
+                };
+                if let Some(job) = Self::on_job(session, job_id, spec, min_ntime) {
+                    self.events.push(SourceEvent::NewJob { job, clean: false });
                 }
-            },
+            }
+            PoolMessage::SetExtranoncePrefix {
+                channel_id,
+                extranonce_prefix,
+            } if mine(channel_id) => {
+                // Jobs from now on; shares of earlier jobs keep the prefix they were built with.
+                session.extranonce_prefix = extranonce_prefix;
+            }
             PoolMessage::SetNewPrevHash {
                 channel_id,
                 job_id,
@@ -577,14 +709,8 @@ impl Sv2Source {
                 let activated = session.future.remove(&job_id);
                 session.future.clear();
                 match activated {
-                    Some(future) => {
-                        if let Some(job) = Self::make_job(
-                            session,
-                            job_id,
-                            future.version,
-                            future.merkle_root,
-                            None,
-                        ) {
+                    Some(spec) => {
+                        if let Some(job) = Self::make_job(session, job_id, spec, None) {
                             self.events.push(SourceEvent::NewJob { job, clean: true });
                         }
                     }
@@ -651,14 +777,6 @@ impl Sv2Source {
         let Some(session) = self.session.as_mut() else {
             return Err(Sv2Error::NotConnected);
         };
-        let JobWork::Standard(work) = &solution.job.work else {
-            self.events.push(SourceEvent::Rejected {
-                solution,
-                reason: "not a Stratum V2 job".into(),
-                stale: false,
-            });
-            return Ok(());
-        };
         let ours = solution.job.id.parse::<u32>().ok().filter(|id| {
             session
                 .jobs
@@ -675,21 +793,48 @@ impl Sv2Source {
         };
         let sequence = session.next_sequence;
         session.next_sequence = session.next_sequence.wrapping_add(1);
-        let version = u32::from_ne_bytes(work.version(solution.roll).to_ne_bytes());
-        let share = messages::submit_standard(
-            session.channel_id,
-            sequence,
-            job_id,
-            solution.nonce(),
-            work.time,
-            version,
-        );
+        let version = |v: i32| u32::from_ne_bytes(v.to_ne_bytes());
+        let channel_id = session.channel_id;
+        let nonce = solution.nonce();
+        let sent = match &solution.job.work {
+            JobWork::Standard(work) => {
+                let share = messages::submit_standard(
+                    channel_id,
+                    sequence,
+                    job_id,
+                    nonce,
+                    work.time,
+                    version(work.version(solution.roll)),
+                );
+                session.conn.send(
+                    share,
+                    mining_sv2::MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
+                    mining_sv2::CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
+                )
+            }
+            JobWork::Coinbase(work) => {
+                let standard = messages::submit_standard(
+                    channel_id,
+                    sequence,
+                    job_id,
+                    nonce,
+                    work.time,
+                    version(work.version(solution.roll)),
+                );
+                let extranonce = work.extranonce2(solution.roll);
+                match messages::submit_extended(standard, &extranonce) {
+                    Some(share) => session.conn.send(
+                        share,
+                        mining_sv2::MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED,
+                        mining_sv2::CHANNEL_BIT_SUBMIT_SHARES_EXTENDED,
+                    ),
+                    None => Ok(()),
+                }
+            }
+            JobWork::Header(_) => Ok(()),
+        };
         session.pending.insert(sequence, solution);
-        session.conn.send(
-            share,
-            mining_sv2::MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
-            mining_sv2::CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
-        )
+        sent
     }
 
     /// Ends the session; its unanswered shares are stale (the channel and its jobs are gone).

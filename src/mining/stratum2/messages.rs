@@ -2,18 +2,21 @@
 //! reference implementation's message types into owned values (never panicking on bad input),
 //! and the few a miner sends.
 
-use binary_sv2::{from_bytes, Str0255, U256};
+use binary_sv2::{from_bytes, Str0255, B032, U256};
 use common_messages_sv2::{
     Protocol, SetupConnection, SetupConnectionError, SetupConnectionSuccess,
     MESSAGE_TYPE_RECONNECT, MESSAGE_TYPE_SETUP_CONNECTION_ERROR,
     MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS,
 };
 use mining_sv2::{
-    CloseChannel, NewMiningJob, OpenMiningChannelError, OpenStandardMiningChannel,
-    OpenStandardMiningChannelSuccess, SetNewPrevHash, SetTarget, SubmitSharesError,
-    SubmitSharesStandard, SubmitSharesSuccess, MESSAGE_TYPE_CLOSE_CHANNEL,
-    MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH, MESSAGE_TYPE_NEW_MINING_JOB,
-    MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS,
+    CloseChannel, NewExtendedMiningJob, NewMiningJob, OpenExtendedMiningChannel,
+    OpenExtendedMiningChannelSuccess, OpenMiningChannelError, OpenStandardMiningChannel,
+    OpenStandardMiningChannelSuccess, SetExtranoncePrefix, SetNewPrevHash, SetTarget,
+    SubmitSharesError, SubmitSharesExtended, SubmitSharesStandard, SubmitSharesSuccess,
+    MESSAGE_TYPE_CLOSE_CHANNEL, MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH,
+    MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, MESSAGE_TYPE_NEW_MINING_JOB,
+    MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS, MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR,
+    MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS, MESSAGE_TYPE_SET_EXTRANONCE_PREFIX,
     MESSAGE_TYPE_SET_TARGET, MESSAGE_TYPE_SUBMIT_SHARES_ERROR, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS,
 };
 
@@ -23,6 +26,8 @@ pub const REQUIRES_STANDARD_JOBS: u32 = 1;
 pub const REQUIRES_VERSION_ROLLING: u32 = 1 << 2;
 /// SetupConnection.Success flag (pool -> miner): the version must not be rolled.
 pub const REQUIRES_FIXED_VERSION: u32 = 1;
+/// SetupConnection.Success flag (pool -> miner): only extended channels are accepted.
+pub const REQUIRES_EXTENDED_CHANNELS: u32 = 1 << 1;
 /// The only protocol version there is.
 pub const PROTOCOL_VERSION: u16 = 2;
 
@@ -53,9 +58,35 @@ pub enum PoolMessage {
         extranonce_prefix: Vec<u8>,
         group_channel_id: u32,
     },
+    OpenExtendedSuccess {
+        request_id: u32,
+        channel_id: u32,
+        /// Little-endian 256-bit target.
+        target: [u8; 32],
+        /// Bytes of extranonce the miner rolls, after the prefix.
+        extranonce_size: u16,
+        extranonce_prefix: Vec<u8>,
+    },
     OpenError {
         request_id: u32,
         code: String,
+    },
+    /// A job with the coinbase split around the extranonce (extended channels).
+    NewExtendedJob {
+        channel_id: u32,
+        job_id: u32,
+        min_ntime: Option<u32>,
+        version: u32,
+        version_rolling_allowed: bool,
+        /// The coinbase's merkle branch, deepest first, internal byte order.
+        merkle_path: Vec<[u8; 32]>,
+        /// The coinbase without witness, before and after `extranonce_prefix || extranonce`.
+        coinbase_prefix: Vec<u8>,
+        coinbase_suffix: Vec<u8>,
+    },
+    SetExtranoncePrefix {
+        channel_id: u32,
+        extranonce_prefix: Vec<u8>,
     },
     NewJob {
         channel_id: u32,
@@ -148,6 +179,41 @@ pub fn decode(
                 target: m.target.to_array(),
                 extranonce_prefix: m.extranonce_prefix.to_owned_bytes(),
                 group_channel_id: m.group_channel_id,
+            }
+        }
+        MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS => {
+            let m: OpenExtendedMiningChannelSuccess = decode_as(msg_type, payload)?;
+            PoolMessage::OpenExtendedSuccess {
+                request_id: m.request_id,
+                channel_id: m.channel_id,
+                target: m.target.to_array(),
+                extranonce_size: m.extranonce_size,
+                extranonce_prefix: m.extranonce_prefix.to_owned_bytes(),
+            }
+        }
+        MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB => {
+            let m: NewExtendedMiningJob = decode_as(msg_type, payload)?;
+            PoolMessage::NewExtendedJob {
+                channel_id: m.channel_id,
+                job_id: m.job_id,
+                min_ntime: m.min_ntime.into_inner(),
+                version: m.version,
+                version_rolling_allowed: m.version_rolling_allowed,
+                merkle_path: m
+                    .merkle_path
+                    .into_inner()
+                    .into_iter()
+                    .map(U256::to_array)
+                    .collect(),
+                coinbase_prefix: m.coinbase_tx_prefix.to_owned_bytes(),
+                coinbase_suffix: m.coinbase_tx_suffix.to_owned_bytes(),
+            }
+        }
+        MESSAGE_TYPE_SET_EXTRANONCE_PREFIX => {
+            let m: SetExtranoncePrefix = decode_as(msg_type, payload)?;
+            PoolMessage::SetExtranoncePrefix {
+                channel_id: m.channel_id,
+                extranonce_prefix: m.extranonce_prefix.to_owned_bytes(),
             }
         }
         MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR => {
@@ -261,6 +327,40 @@ pub fn open_standard_channel(
         nominal_hash_rate,
         max_target: U256::from(&ANY_TARGET),
     }
+}
+
+/// `OpenExtendedMiningChannel`, accepting any target, asking for `min_extranonce_size` bytes.
+#[must_use]
+pub fn open_extended_channel(
+    request_id: u32,
+    user: &str,
+    nominal_hash_rate: f32,
+    min_extranonce_size: u16,
+) -> OpenExtendedMiningChannel<'_> {
+    OpenExtendedMiningChannel {
+        request_id,
+        user_identity: str0255(user),
+        nominal_hash_rate,
+        max_target: U256::from(&ANY_TARGET),
+        min_extranonce_size,
+    }
+}
+
+/// `SubmitSharesExtended`; `None` when the extranonce is longer than 32 bytes.
+#[must_use]
+pub fn submit_extended(
+    standard: SubmitSharesStandard,
+    extranonce: &[u8],
+) -> Option<SubmitSharesExtended<'_>> {
+    Some(SubmitSharesExtended {
+        channel_id: standard.channel_id,
+        sequence_number: standard.sequence_number,
+        job_id: standard.job_id,
+        nonce: standard.nonce,
+        ntime: standard.ntime,
+        version: standard.version,
+        extranonce: B032::try_from(extranonce).ok()?,
+    })
 }
 
 /// `SubmitSharesStandard`.
