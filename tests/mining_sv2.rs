@@ -324,6 +324,16 @@ fn sv2_a_dead_v2_url_fails_over_to_a_live_v1_pool() {
 
 #[test]
 fn sv2_a_block_found_through_the_pool_lands_on_bcoin() {
+    block_lands_on_bcoin(&[]);
+}
+
+#[test]
+fn sv2_a_block_found_on_an_extended_channel_lands_on_bcoin() {
+    // Coinbase jobs: the pool assembles the block around the miner's own extranonce.
+    block_lands_on_bcoin(&[("PEERHASH_SV2_EXTENDED", "1")]);
+}
+
+fn block_lands_on_bcoin(envs: &[(&str, &str)]) {
     require_harness();
     let node = Node::start();
     // pool_sv2 always builds a segwit coinbase; bcoin's regtest activates segwit at 432.
@@ -336,7 +346,7 @@ fn sv2_a_block_found_through_the_pool_lands_on_bcoin() {
     let url = pool.url();
     let miner = Miner::spawn(
         &["--url", &url, "--backend", "cpu", "--duration", "120"],
-        &[],
+        envs,
     );
     miner.wait_for(Duration::from_secs(90), "a block on bcoin", || {
         !pool.blocks_submitted().is_empty() && node.height() > start_height

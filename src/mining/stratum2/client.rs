@@ -345,6 +345,8 @@ struct Session {
     conn: Conn,
     stage: Stage,
     channel_id: u32,
+    /// The group the pool put the channel in: jobs and prev hashes may come addressed to it.
+    group_channel_id: Option<u32>,
     target: Target,
     version_mask: u32,
     /// An extended channel (coinbase jobs) rather than a standard one (header-only jobs).
@@ -435,6 +437,7 @@ impl Sv2Source {
             conn,
             stage: Stage::Setup,
             channel_id: 0,
+            group_channel_id: None,
             target: Target::MAX,
             version_mask: 0,
             extended: false,
@@ -580,8 +583,8 @@ impl Sv2Source {
 
     fn handle(&mut self, message: PoolMessage) -> Result<(), Sv2Error> {
         let session = self.session.as_mut().ok_or(Sv2Error::NotConnected)?;
-        let (stage, channel) = (session.stage, session.channel_id);
-        let mine = move |id: u32| stage == Stage::Open && id == channel;
+        let (stage, channel, group) = (session.stage, session.channel_id, session.group_channel_id);
+        let mine = move |id: u32| stage == Stage::Open && (id == channel || Some(id) == group);
         match message {
             PoolMessage::SetupSuccess { flags, .. } => {
                 if session.stage != Stage::Setup {
@@ -619,9 +622,11 @@ impl Sv2Source {
                 request_id: 1,
                 channel_id,
                 target,
+                group_channel_id,
                 ..
             } if session.stage == Stage::Opening && !session.extended => {
                 session.channel_id = channel_id;
+                session.group_channel_id = Some(group_channel_id);
                 session.target = Target::from_le_bytes(target);
                 session.stage = Stage::Open;
                 self.events.push(SourceEvent::Difficulty {
@@ -634,8 +639,10 @@ impl Sv2Source {
                 target,
                 extranonce_size,
                 extranonce_prefix,
+                group_channel_id,
             } if session.stage == Stage::Opening && session.extended => {
                 session.channel_id = channel_id;
+                session.group_channel_id = Some(group_channel_id);
                 session.target = Target::from_le_bytes(target);
                 session.extranonce_prefix = extranonce_prefix;
                 session.extranonce_size = usize::from(extranonce_size).min(32);

@@ -66,6 +66,7 @@ pub enum PoolMessage {
         /// Bytes of extranonce the miner rolls, after the prefix.
         extranonce_size: u16,
         extranonce_prefix: Vec<u8>,
+        group_channel_id: u32,
     },
     OpenError {
         request_id: u32,
@@ -189,6 +190,7 @@ pub fn decode(
                 target: m.target.to_array(),
                 extranonce_size: m.extranonce_size,
                 extranonce_prefix: m.extranonce_prefix.to_owned_bytes(),
+                group_channel_id: m.group_channel_id,
             }
         }
         MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB => {
