@@ -71,8 +71,6 @@ pub enum Sv2Error {
     Frame(codec_sv2::Error),
     #[error("encoding a frame: {0}")]
     Encode(codec_sv2::Error),
-    #[error("a message from the pool does not decode: {0}")]
-    Message(#[from] FrameError),
     #[error("the pool refused SetupConnection: {code}")]
     SetupRefused { code: String },
     #[error("the pool refused to open a channel for {user:?}: {code}")]
@@ -273,8 +271,9 @@ impl Conn {
             .map_err(Sv2Error::Write)
     }
 
-    /// The next whole frame already buffered, decoded; `None` until more bytes arrive.
-    fn next_message(&mut self) -> Result<Option<PoolMessage>, Sv2Error> {
+    /// The next whole frame already buffered, decoded (or why its payload does not decode);
+    /// `None` until more bytes arrive. Errors end the connection.
+    fn next_message(&mut self) -> Result<Option<Result<PoolMessage, FrameError>>, Sv2Error> {
         for _ in 0..MAX_ROUNDS {
             if !feed(&mut self.decoder, &mut self.inbuf) {
                 return Ok(None);
@@ -288,12 +287,11 @@ impl Conn {
                 Decrypted::Frame(mut frame, state) => {
                     self.decrypt = Some(state);
                     let header = frame.header();
-                    let message = messages::decode(
+                    return Ok(Some(messages::decode(
                         header.ext_type_without_channel_msg(),
                         header.msg_type(),
                         frame.payload(),
-                    )?;
-                    return Ok(Some(message));
+                    )));
                 }
                 Decrypted::Incomplete(_, state) => self.decrypt = Some(state),
             }
@@ -375,6 +373,8 @@ pub struct Sv2Source {
     response_timeout: Duration,
     idle_limit: Duration,
     last_error: Option<String>,
+    /// Messages skipped because they did not decode.
+    malformed: u64,
     /// Open an extended channel even when the pool would take a standard one (test hook).
     prefer_extended: bool,
 }
@@ -409,6 +409,7 @@ impl Sv2Source {
             response_timeout: test_hook_duration("PEERHASH_STRATUM_TIMEOUT_MS", RESPONSE_TIMEOUT),
             idle_limit: test_hook_duration("PEERHASH_STRATUM_IDLE_MS", IDLE_LIMIT),
             last_error: None,
+            malformed: 0,
             prefer_extended: prefer_extended(),
         }
     }
@@ -475,7 +476,16 @@ impl Sv2Source {
         loop {
             let session = self.session.as_mut().ok_or(Sv2Error::NotConnected)?;
             match session.conn.next_message()? {
-                Some(message) => self.handle(message)?,
+                Some(Ok(message)) => self.handle(message)?,
+                // Authenticated, so from the pool itself: skipped like a malformed v1 line.
+                Some(Err(error)) => {
+                    self.malformed += 1;
+                    tracing::warn!(
+                        "{}: ignoring a message that does not decode: {error} ({} so far)",
+                        self.pool.endpoint.url(),
+                        self.malformed
+                    );
+                }
                 None => return Ok(()),
             }
         }
