@@ -499,3 +499,55 @@ fn sv2_hashes_as_fast_as_v1_on_the_same_backend() {
     // by up to 15%, so this guards against a real regression (say, rolling gone wrong) only.
     assert!(ratio >= 0.8, "v2/v1 = {ratio}");
 }
+
+#[test]
+fn sv2_the_miner_returns_to_the_v2_pool_once_it_answers() {
+    require_harness();
+    let node = Node::start();
+    let v1 = V1Pool::start(&node);
+    let port = free_port();
+    let first = format!(
+        "stratum2+tcp://127.0.0.1:{port}/{}",
+        util::sv2::AUTHORITY_PUBLIC_KEY
+    );
+    let second = format!("stratum+tcp://127.0.0.1:{}", v1.port);
+    let miner = Miner::spawn(
+        &[
+            "--url",
+            &first,
+            "--url",
+            &second,
+            "--backend",
+            "cpu",
+            "--duration",
+            "120",
+        ],
+        &[("PEERHASH_PRIMARY_RETRY_MS", "1000")],
+    );
+    miner.wait_for(Duration::from_secs(30), "shares on the v1 fallback", || {
+        v1.accepted() >= 2
+    });
+    // The first URL comes to life: the miner goes back to it within a retry period or two.
+    let pool = Sv2Pool::start_at(&node, port);
+    miner.wait_for(Duration::from_secs(30), "shares on the v2 pool", || {
+        pool.accepted_shares() >= 2
+    });
+    let v1_before = v1.accepted();
+    miner.signal("INT");
+    let (all, _) = miner.finish(Duration::from_secs(20));
+    let connected: Vec<&str> = events(&all, "connected")
+        .iter()
+        .filter_map(|e| e["url"].as_str())
+        .collect();
+    assert_eq!(connected.first(), Some(&second.as_str()), "{connected:?}");
+    assert_eq!(connected.last(), Some(&first.as_str()), "{connected:?}");
+    // Once back on the first pool, nothing more goes to the fallback.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        v1.accepted() <= v1_before + 1,
+        "{} then {}",
+        v1_before,
+        v1.accepted()
+    );
+    assert_eq!(summary(&all)["rejected"], 0);
+}
