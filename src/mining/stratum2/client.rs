@@ -65,6 +65,12 @@ pub enum Sv2Error {
         "the pool's certificate is not signed by the authority key in the URL, or has expired"
     )]
     Authority,
+    #[error(
+        "the pool's handshake reply is {0} bytes, not {INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE}"
+    )]
+    HandshakeReplySize(usize),
+    #[error("the frame decoder asked for no bytes {MAX_ROUNDS} times in a row")]
+    DecoderStalled,
     #[error("the Noise handshake failed: {0}")]
     Handshake(codec_sv2::Error),
     #[error("a frame from the pool does not decrypt or parse: {0}")]
@@ -166,8 +172,9 @@ const MAX_ROUNDS: usize = 1024;
 /// Checks the pool's handshake reply (its ephemeral and static keys and the certificate signed
 /// by the authority key) and derives the session keys.
 fn finish_handshake(sent: Handshake<InitiatorSent>, reply: &[u8]) -> Result<Transport, Sv2Error> {
-    let reply: [u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE] =
-        reply.try_into().map_err(|_| Sv2Error::Closed)?;
+    let reply: [u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE] = reply
+        .try_into()
+        .map_err(|_| Sv2Error::HandshakeReplySize(reply.len()))?;
     sent.step_2(reply).map_err(|e| match e {
         codec_sv2::Error::NoiseSv2Error(noise_sv2::Error::InvalidCertificate(_)) => {
             Sv2Error::Authority
@@ -224,7 +231,7 @@ impl Conn {
                 {
                     Decoded::Frame(message) => break message,
                     Decoded::Incomplete(_) if rounds < MAX_ROUNDS => continue,
-                    Decoded::Incomplete(_) => return Err(Sv2Error::Closed),
+                    Decoded::Incomplete(_) => return Err(Sv2Error::DecoderStalled),
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -296,7 +303,7 @@ impl Conn {
                 Decrypted::Incomplete(_, state) => self.decrypt = Some(state),
             }
         }
-        Err(Sv2Error::Closed)
+        Err(Sv2Error::DecoderStalled)
     }
 
     /// Waits up to `timeout` for bytes; `Ok(false)` when none came.
