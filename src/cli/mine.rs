@@ -16,6 +16,7 @@ use crate::hash::{
 use crate::mining::api::StatusApi;
 use crate::mining::background::BackgroundSource;
 use crate::mining::cgminer_api::{CgminerApi, RigInfo};
+use crate::mining::chain::{MakePool, PoolChain};
 use crate::mining::endpoint;
 use crate::mining::gbt::Gbt;
 use crate::mining::getwork::Getwork;
@@ -26,6 +27,7 @@ use crate::mining::rpc::{RpcClient, RpcError};
 use crate::mining::source::{SourceError, WorkSource};
 use crate::mining::status::StatusBoard;
 use crate::mining::stratum::{PoolLogin, StratumEndpoint, StratumSource};
+use crate::mining::stratum2::{Sv2Endpoint, Sv2Pool, Sv2Source};
 
 /// Set by Ctrl-C: the miner stops, reports and exits 0.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -59,12 +61,13 @@ enum Mode {
     Gbt,
 }
 
-/// Mine: solo against a node (getwork or getblocktemplate) or in a pool (Stratum v1).
+/// Mine: solo against a node (getwork or getblocktemplate) or in a pool (Stratum v1 or V2).
 ///
 /// Settings come from the flags, then the config file, then the defaults.
 #[derive(Debug, clap::Args)]
 pub struct Mine {
-    /// http://HOST:PORT (a node's JSON-RPC) or stratum+tcp://HOST:PORT (a pool). Repeat for
+    /// http://HOST:PORT (a node's JSON-RPC), stratum+tcp://HOST:PORT or
+    /// stratum2+tcp://HOST:PORT/AUTHORITY_KEY (a pool; v1 and V2 may be mixed). Repeat for
     /// failover in priority order. Replaces the config file's pools.
     #[arg(long = "url")]
     urls: Vec<String>,
@@ -206,11 +209,14 @@ fn as_text<S: serde::Serializer>(value: &BackendChoice, serializer: S) -> Result
 fn check_url(url: &str) -> anyhow::Result<()> {
     if url.starts_with("stratum+tcp://") {
         StratumEndpoint::parse(url)?;
+    } else if url.starts_with("stratum2+tcp://") {
+        Sv2Endpoint::parse(url)?;
     } else if url.starts_with("http://") {
         RpcClient::new(url, "", "")?;
     } else {
         bail!(
-            "{:?} is neither stratum+tcp://HOST:PORT (a pool) nor http://HOST:PORT (a node)",
+            "{:?} is neither stratum+tcp://HOST:PORT or stratum2+tcp://HOST:PORT/AUTHORITY_KEY \
+             (a pool) nor http://HOST:PORT (a node)",
             endpoint::mask(url)
         );
     }
@@ -220,6 +226,8 @@ fn check_url(url: &str) -> anyhow::Result<()> {
 /// `url` as its work source names it (without credentials), for the cgminer API's pool list.
 fn source_url(url: &str) -> String {
     if let Ok(pool) = StratumEndpoint::parse(url) {
+        pool.url()
+    } else if let Ok(pool) = Sv2Endpoint::parse(url) {
         pool.url()
     } else if let Ok(node) = RpcClient::new(url, "", "") {
         node.url()
@@ -284,8 +292,16 @@ impl MineSettings {
                 Box::new(move || Ok(Box::new(StratumSource::new(pools)))),
             )));
         }
-        if stratum != 0 {
-            bail!("pools: a mix of stratum+tcp:// and http:// URLs; use one kind");
+        let sv2 = self
+            .pools
+            .iter()
+            .filter(|p| p.url.starts_with("stratum2+tcp://"))
+            .count();
+        if sv2 > 0 && stratum + sv2 == self.pools.len() {
+            return self.pool_chain();
+        }
+        if stratum + sv2 != 0 {
+            bail!("pools: a mix of stratum URLs and http:// URLs; use pools or nodes");
         }
         let nodes = self
             .pools
@@ -316,6 +332,43 @@ impl MineSettings {
                     }
                 })
             }),
+        )))
+    }
+}
+
+impl MineSettings {
+    /// A list with Stratum V2 pools (and maybe v1 ones): one single-pool source at a time.
+    fn pool_chain(&self) -> anyhow::Result<Box<dyn WorkSource>> {
+        let pools = self
+            .pools
+            .iter()
+            .map(|p| -> anyhow::Result<(String, MakePool)> {
+                if p.url.starts_with("stratum2+tcp://") {
+                    let endpoint = Sv2Endpoint::parse(&p.url)?;
+                    let pool = Sv2Pool {
+                        user: endpoint.user().unwrap_or(&p.user).to_owned(),
+                        endpoint,
+                    };
+                    let make: MakePool = Box::new(move || Box::new(Sv2Source::new(pool.clone())));
+                    return Ok((endpoint::mask(&p.url), make));
+                }
+                let endpoint = StratumEndpoint::parse(&p.url)?;
+                let (user, pass) = endpoint.login();
+                let login = PoolLogin {
+                    user: user.unwrap_or(&p.user).to_owned(),
+                    pass: pass.unwrap_or(&p.pass.0).to_owned(),
+                    endpoint,
+                };
+                let url = login.endpoint.url();
+                let make: MakePool =
+                    Box::new(move || Box::new(StratumSource::new(vec![login.clone()])));
+                Ok((url, make))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let url = pools[0].0.clone();
+        Ok(Box::new(BackgroundSource::spawn(
+            url,
+            Box::new(move || Ok(Box::new(PoolChain::new(pools)))),
         )))
     }
 }

@@ -16,6 +16,51 @@ pub enum JobWork {
     /// A coinbase split around an extranonce (Stratum, getblocktemplate): every extranonce2
     /// value is a fresh merkle root and so a fresh nonce space.
     Coinbase(CoinbaseWork),
+    /// A header whose merkle root the pool fixed (a Stratum V2 standard channel): the version
+    /// bits the pool allows are the only thing rolled besides the nonce.
+    Standard(StandardWork),
+}
+
+/// Header-only work: everything but the nonce and the rollable version bits is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandardWork {
+    pub version: i32,
+    /// Previous block hash in internal (wire) byte order.
+    pub prev_hash: [u8; 32],
+    /// Merkle root in internal (wire) byte order.
+    pub merkle_root: [u8; 32],
+    pub time: u32,
+    pub bits: u32,
+    /// Version bits the miner may roll, 0 when none.
+    pub version_mask: u32,
+}
+
+impl StandardWork {
+    /// One header per combination of the rollable version bits.
+    #[must_use]
+    pub fn roll_space(&self) -> u64 {
+        1 << self.version_mask.count_ones()
+    }
+
+    /// The header version for roll `roll`.
+    #[must_use]
+    pub fn version(&self, roll: u64) -> i32 {
+        let base = u32::from_ne_bytes(self.version.to_ne_bytes());
+        let bits = deposit_bits(roll, self.version_mask);
+        i32::from_ne_bytes(((base & !self.version_mask) | bits).to_ne_bytes())
+    }
+
+    /// The 80-byte header for roll `roll` with nonce 0.
+    #[must_use]
+    pub fn header(&self, roll: u64) -> [u8; 80] {
+        let mut header = [0u8; 80];
+        header[..4].copy_from_slice(&self.version(roll).to_le_bytes());
+        header[4..36].copy_from_slice(&self.prev_hash);
+        header[36..68].copy_from_slice(&self.merkle_root);
+        header[68..72].copy_from_slice(&self.time.to_le_bytes());
+        header[72..76].copy_from_slice(&self.bits.to_le_bytes());
+        header
+    }
 }
 
 /// The header fields and coinbase halves that a Stratum `mining.notify` (or a template) gives.
@@ -192,6 +237,7 @@ impl Job {
         match &self.work {
             JobWork::Header(_) => 1,
             JobWork::Coinbase(work) => work.roll_space(),
+            JobWork::Standard(work) => work.roll_space(),
         }
     }
 
@@ -204,6 +250,7 @@ impl Job {
         Some(match &self.work {
             JobWork::Header(header) => *header,
             JobWork::Coinbase(work) => work.header(roll),
+            JobWork::Standard(work) => work.header(roll),
         })
     }
 }
@@ -322,6 +369,36 @@ mod tests {
             "same merkle root"
         );
         assert_ne!(work.header(1 << 16)[36..68], work.header(0)[36..68]);
+    }
+
+    #[test]
+    fn standard_work_rolls_only_the_masked_version_bits() {
+        let work = StandardWork {
+            version: 0x2000_0000,
+            prev_hash: [1; 32],
+            merkle_root: [2; 32],
+            time: 7,
+            bits: 0x207f_ffff,
+            version_mask: 0x1fff_e000,
+        };
+        assert_eq!(work.roll_space(), 1 << 16);
+        assert_eq!(work.version(0), 0x2000_0000);
+        assert_eq!(work.version(1), 0x2000_2000);
+        assert_eq!(work.version((1 << 16) - 1), 0x3fff_e000);
+        let header = work.header(1);
+        assert_eq!(&header[..4], &0x2000_2000u32.to_le_bytes());
+        assert_eq!(&header[4..36], &[1; 32]);
+        assert_eq!(&header[36..68], &[2; 32]);
+        assert_eq!(&header[68..72], &7u32.to_le_bytes());
+        let job = Job {
+            id: "1".into(),
+            work: JobWork::Standard(work),
+            target: Target::MAX,
+            solo: false,
+            height: None,
+            extra: JobExtra::None,
+        };
+        assert!(job.header(1 << 16).is_none());
     }
 
     #[test]

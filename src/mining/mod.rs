@@ -4,6 +4,7 @@
 pub mod api;
 pub mod background;
 pub mod cgminer_api;
+pub mod chain;
 pub mod endpoint;
 pub mod failover;
 pub mod gbt;
@@ -19,6 +20,7 @@ pub mod source;
 pub mod stats;
 pub mod status;
 pub mod stratum;
+pub mod stratum2;
 pub mod target;
 pub mod temperature;
 

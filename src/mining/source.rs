@@ -44,6 +44,12 @@ pub enum SourceError {
         url: String,
         error: super::stratum::StratumError,
     },
+    /// A Stratum V2 pool failed its authority check or refused the user.
+    #[error("{url}: {error}")]
+    Sv2 {
+        url: String,
+        error: super::stratum2::Sv2Error,
+    },
     /// getblocktemplate was chosen (by the node's answers) but no payout address was given.
     #[error("the node only offers getblocktemplate, which needs --address (where the block reward goes)")]
     NeedsAddress,

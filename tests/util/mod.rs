@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 pub mod bencode;
+pub mod miner;
 pub mod node;
 pub mod payload;
 pub mod pty;

@@ -42,6 +42,12 @@ impl Sv2Pool {
     /// Starts the bridge against `node`, then pool_sv2, and waits (bounded) until the pool's
     /// miner port accepts TCP and its log says it holds a template and a prev hash.
     pub fn start(node: &Node) -> Self {
+        Self::start_at(node, free_port())
+    }
+
+    /// Like [`Self::start`], with the pool's miner port chosen by the caller (a URL a miner was
+    /// given before the pool existed).
+    pub fn start_at(node: &Node, port: u16) -> Self {
         assert!(
             pool_binary().is_file(),
             "{MISSING}: no {}",
@@ -66,7 +72,6 @@ impl Sv2Pool {
             "the SV2 TP bridge to listen",
             || TcpStream::connect(("127.0.0.1", tp_port)).is_ok(),
         );
-        let port = free_port();
         let config = dir.join("pool.toml");
         // share_batch_size = 1: the pool acknowledges (and logs) every accepted share.
         // No `public_key` under Sv2Tp: the pool skips the TP authority check, fine on loopback.
