@@ -371,6 +371,19 @@ struct Session {
     pending: BTreeMap<u32, Solution>,
 }
 
+impl Session {
+    /// The pool opened the channel (standard or extended): it is ready for jobs at `target`.
+    fn opened(&mut self, channel_id: u32, group_channel_id: u32, target: [u8; 32]) -> SourceEvent {
+        self.channel_id = channel_id;
+        self.group_channel_id = Some(group_channel_id);
+        self.target = Target::from_le_bytes(target);
+        self.stage = Stage::Open;
+        SourceEvent::Difficulty {
+            difficulty: difficulty(self.target),
+        }
+    }
+}
+
 /// One Stratum V2 pool as a [`WorkSource`].
 pub struct Sv2Source {
     pool: Sv2Pool,
@@ -642,13 +655,8 @@ impl Sv2Source {
                 group_channel_id,
                 ..
             } if session.stage == Stage::Opening && !session.extended => {
-                session.channel_id = channel_id;
-                session.group_channel_id = Some(group_channel_id);
-                session.target = Target::from_le_bytes(target);
-                session.stage = Stage::Open;
-                self.events.push(SourceEvent::Difficulty {
-                    difficulty: difficulty(session.target),
-                });
+                let opened = session.opened(channel_id, group_channel_id, target);
+                self.events.push(opened);
             }
             PoolMessage::OpenExtendedSuccess {
                 request_id: 1,
@@ -658,15 +666,10 @@ impl Sv2Source {
                 extranonce_prefix,
                 group_channel_id,
             } if session.stage == Stage::Opening && session.extended => {
-                session.channel_id = channel_id;
-                session.group_channel_id = Some(group_channel_id);
-                session.target = Target::from_le_bytes(target);
                 session.extranonce_prefix = extranonce_prefix;
                 session.extranonce_size = usize::from(extranonce_size).min(32);
-                session.stage = Stage::Open;
-                self.events.push(SourceEvent::Difficulty {
-                    difficulty: difficulty(session.target),
-                });
+                let opened = session.opened(channel_id, group_channel_id, target);
+                self.events.push(opened);
             }
             PoolMessage::OpenError { code, .. } if session.stage == Stage::Opening => {
                 return Err(Sv2Error::OpenRefused {
@@ -820,31 +823,17 @@ impl Sv2Source {
         let version = |v: i32| u32::from_ne_bytes(v.to_ne_bytes());
         let channel_id = session.channel_id;
         let nonce = solution.nonce();
+        let share = |time: u32, rolled: i32| {
+            messages::submit_standard(channel_id, sequence, job_id, nonce, time, version(rolled))
+        };
         let sent = match &solution.job.work {
-            JobWork::Standard(work) => {
-                let share = messages::submit_standard(
-                    channel_id,
-                    sequence,
-                    job_id,
-                    nonce,
-                    work.time,
-                    version(work.version(solution.roll)),
-                );
-                session.conn.send(
-                    share,
-                    mining_sv2::MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
-                    mining_sv2::CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
-                )
-            }
+            JobWork::Standard(work) => session.conn.send(
+                share(work.time, work.version(solution.roll)),
+                mining_sv2::MESSAGE_TYPE_SUBMIT_SHARES_STANDARD,
+                mining_sv2::CHANNEL_BIT_SUBMIT_SHARES_STANDARD,
+            ),
             JobWork::Coinbase(work) => {
-                let standard = messages::submit_standard(
-                    channel_id,
-                    sequence,
-                    job_id,
-                    nonce,
-                    work.time,
-                    version(work.version(solution.roll)),
-                );
+                let standard = share(work.time, work.version(solution.roll));
                 let extranonce = work.extranonce2(solution.roll);
                 match messages::submit_extended(standard, &extranonce) {
                     Some(share) => session.conn.send(
